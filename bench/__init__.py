@@ -1,0 +1,1 @@
+"""Benchmarks: seeded instances and the placement benchmark (``python bench/placement.py``)."""

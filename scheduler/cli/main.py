@@ -1,0 +1,27 @@
+"""The ``isthmus`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="isthmus",
+    help="Isthmus: cross-region placement of AI jobs across heterogeneous sites.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Sub-commands live in their own modules; each exposes ``register(app)``.
+    from scheduler.cli import demo_cmd, plan_cmd, policy_cmd
+
+    policy_cmd.register(app)
+    plan_cmd.register(app)
+    demo_cmd.register(app)
+
+
+_register()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,442 @@
+r"""The optimizer: place the whole queue at once, by job class, with a proven bound.
+
+Estimate, formulate, solve, extract:
+
+1. **Estimate** (``scheduler.core.options``): pending jobs are grouped into classes ``c`` of
+   ``n_c`` jobs that share options and prices up to a runtime scale ``d_j``. Option ``o`` is a
+   (site, accelerator type) pair; a gang of class ``c`` holds ``g_c`` accelerators of the
+   pool ``p(o)``, draws ``k_c(o)`` kW at site ``s(o)`` and counts ``g_c`` against its
+   tenant's quota ``q(c)``. Job ``j`` costs ``d_j a_c(o) + b_c(o)`` at ``o`` and ``W_j`` if
+   it waits (one horizon of delay plus its cheapest option, since it will run eventually).
+
+2. **Formulate** the aggregated LP over columns ``(c, o)``, with ``\bar d_c`` and
+   ``\bar W_c`` the class means:
+
+   .. math::
+
+       \min \sum_{c,o} (\bar d_c a_c(o) + b_c(o))\, x_{co} + \sum_c \bar W_c\, w_c
+       \text{ s.t. }
+       \sum_o x_{co} + w_c = n_c                          \quad \forall c        \; (\sigma_c)
+       \sum_{c,o: p(o)=p} g_c x_{co} \le A_p              \quad \forall p        \; (\pi_p)
+       \sum_{c,o: s(o)=s} k_c(o) x_{co} \le P_s           \quad \forall s \text{ capped}
+       \sum_{c: q(c)=q,\,o} g_c x_{co} \le Q_q             \quad \forall q
+       x, w \ge 0
+
+   ``A_p`` free accelerators, ``P_s`` power headroom, ``Q_q`` quota headroom. Its size grows
+   with classes and options, not jobs. It is solved by **column generation**: start from the
+   ``K`` cheapest options of each class, solve with GLOP, price every other option with the
+   duals (reduced cost ``\bar d_c a + b - \sigma_c + g_c \pi_p + k_c \pi_s + g_c \pi_q``),
+   add the negative ones, repeat until none is left (then the LP is solved over all options)
+   or the time limit.
+
+3. **Round and repair**: ``floor(x)`` gangs of each class go to each option, longest jobs on
+   the options with the lowest ``a_c(o)``, most urgent jobs first. Every job still waiting
+   is then offered, most urgent first, the cheapest option that still has room, if that
+   beats waiting. The result never breaks a hard constraint: every placement is charged
+   against the remaining pool, power and quota before it is made.
+
+4. **Bound**: the Lagrangian bound of ``scheduler.core.solver.bound`` with the LP's duals,
+   evaluated with every job's exact runtime, is a proven lower bound on any plan; the gap
+   ``(objective - bound) / objective`` is reported with the plan.
+
+Determinism: the model is built in a fixed order and GLOP is deterministic; ``seed`` is
+passed to the solver for completeness.
+"""
+
+from __future__ import annotations
+
+import time as _monotonic_clock  # the only clock: solve-time accounting, never decisions
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from scheduler.core.assemble import Usage, assemble, initial_usage, room, take
+from scheduler.core.model import Snapshot
+from scheduler.core.options import FloatArray, IntArray, JobClass, Options, estimate
+from scheduler.core.plan import Plan
+from scheduler.core.policy.model import Policy
+from scheduler.core.solver.bound import Prices, lagrangian_bound
+
+_MAX_ROUNDS = 12
+_ENTERING_PER_ROUND = 16
+LP_TOLERANCE = 0.002  # column generation stops within 0.2% of the full LP
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Classes that share options (they differ only in runtime window), solved as one LP
+    row. Its jobs are split into wait tiers by cost of delay so that the LP can choose which
+    of them wait."""
+
+    index: int
+    classes: tuple[JobClass, ...]
+    jobs: IntArray  # global job indices, classes concatenated
+    local: IntArray  # each job's position inside its own class
+    owner: IntArray  # each job's class (position in ``classes``)
+    delay: FloatArray
+    scale: FloatArray
+    tier: IntArray  # each job's wait tier
+    tier_size: FloatArray
+    tier_cost: FloatArray  # mean wait cost per tier
+    cost: FloatArray  # per option: mean cost of one job of the group
+
+    @property
+    def first(self) -> JobClass:
+        return self.classes[0]
+
+    @staticmethod
+    def build(index: int, classes: tuple[JobClass, ...]) -> Group:
+        first = classes[0]
+        n = sum(c.jobs.size for c in classes)
+        cost = np.zeros(first.options.size)
+        for c in classes:
+            cost += float(c.scale.sum()) * c.per_scale + c.jobs.size * c.transfer
+        cost /= max(1, n)
+        delay = np.concatenate([c.delay for c in classes])
+        wait = np.concatenate([c.wait for c in classes])
+        per_accel = np.maximum(delay, 1e-9) / max(1, first.accelerators)
+        raw_tier = np.round(np.log2(per_accel) * 2.0).astype(np.int64)
+        tiers, tier = np.unique(raw_tier, return_inverse=True)
+        tier_size = np.bincount(tier, minlength=tiers.size).astype(np.float64)
+        tier_cost = np.bincount(tier, weights=wait, minlength=tiers.size) / tier_size
+        return Group(
+            index=index,
+            classes=classes,
+            jobs=np.concatenate([c.jobs for c in classes]),
+            local=np.concatenate([np.arange(c.jobs.size) for c in classes]),
+            owner=np.concatenate([np.full(c.jobs.size, i) for i, c in enumerate(classes)]),
+            delay=delay,
+            scale=np.concatenate([c.scale for c in classes]),
+            tier=tier.astype(np.int64),
+            tier_size=tier_size,
+            tier_cost=tier_cost,
+            cost=cost,
+        )
+
+
+def _groups(options: Options) -> list[Group]:
+    by_group: dict[int, list[JobClass]] = {}
+    for cls in options.classes:
+        if cls.options.size:
+            by_group.setdefault(cls.index, []).append(cls)
+    return [Group.build(i, tuple(members)) for i, members in enumerate(by_group.values())]
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Every (group, option) pair of the problem as flat arrays (the column universe)."""
+
+    grp: IntArray  # group index
+    pos: IntArray  # position in the group's options
+    flat: IntArray  # option (site * T + type)
+    site: IntArray
+    cost: FloatArray  # mean cost of one job of the group at the option
+    g: FloatArray  # accelerators
+    kw: FloatArray  # power of one gang
+    quota: IntArray  # quota row or -1
+    start: IntArray  # (G+1,) columns of group k are start[k]:start[k+1]
+
+    @staticmethod
+    def build(groups: list[Group], options: Options) -> Columns:
+        t_n = len(options.grid.types)
+        sizes = [gr.first.options.size for gr in groups]
+        start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        grp = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
+
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        flat = cat([gr.first.options for gr in groups], np.int64)
+        return Columns(
+            grp=grp,
+            pos=np.arange(flat.size, dtype=np.int64) - start[grp],
+            flat=flat,
+            site=flat // t_n,
+            cost=cat([gr.cost for gr in groups], np.float64),
+            g=np.repeat(np.array([float(gr.first.accelerators) for gr in groups]), sizes),
+            kw=cat([gr.first.power(options.grid) for gr in groups], np.float64),
+            quota=np.repeat(np.array([gr.first.quota for gr in groups], dtype=np.int64), sizes),
+            start=start,
+        )
+
+    def cheapest_per_group(self, k: int) -> IntArray:
+        """Indices of the k cheapest columns of every group."""
+        order = np.lexsort((self.cost, self.grp))
+        rank = np.arange(order.size) - self.start[self.grp[order]]
+        return np.sort(order[rank < k])
+
+
+@dataclass(frozen=True, slots=True)
+class LPResult:
+    x: FloatArray  # per selected column
+    prices: Prices
+    sigma: FloatArray  # per group
+    value: float
+
+
+def plan(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
+    """Place every pending job of ``snapshot`` under ``policy`` at instant ``now``. Pure."""
+    started = _monotonic_clock.perf_counter()
+    deadline = started + policy.solver.time_limit_s
+    # 1. Estimate: classes and their priced options.
+    options = estimate(snapshot, policy, now)
+    estimated = _monotonic_clock.perf_counter()
+    groups = _groups(options)
+    columns = Columns.build(groups, options)
+    group_sizes = np.array([float(gr.jobs.size) for gr in groups])
+
+    # 2. Formulate and solve the aggregated LP by column generation.
+    k = policy.solver.initial_columns
+    # Seed the LP with the k cheapest options of each group and the options a greedy pass
+    # uses: the greedy pass routes the overflow, so the first LP is already close.
+    greedy = np.full(len(snapshot.pending), -1, dtype=np.int64)
+    _repair(options, greedy, initial_usage(options))
+    active = np.union1d(columns.cheapest_per_group(k), _columns_of(greedy, groups, columns))
+    result: LPResult | None = None
+    result_active = active
+    round_s: list[float] = []
+    rounds = 0
+    lp_s = 0.0
+    while columns.grp.size and rounds < _MAX_ROUNDS:
+        rounds += 1
+        remaining = deadline - _monotonic_clock.perf_counter()
+        if remaining <= 0:
+            break
+        t0 = _monotonic_clock.perf_counter()
+        attempt = _solve_lp(options, groups, columns, active, remaining, policy.solver.seed)
+        lp_s += _monotonic_clock.perf_counter() - t0
+        if attempt is None:
+            break
+        result, result_active = attempt, active
+        round_s.append(_monotonic_clock.perf_counter() - t0)
+        reduced = _reduced_costs(columns, result)
+        in_model = np.zeros(columns.grp.size, dtype=bool)
+        in_model[active] = True
+        negative = (reduced < -1e-7 * np.maximum(1.0, np.abs(columns.cost))) & ~in_model
+        entering = np.flatnonzero(negative)
+        if entering.size == 0:
+            break
+        # Each group can move at most all of its jobs onto its most negative column, so
+        # LP + sum_k n_k min(0, min rc_k) bounds the full LP from below: stop when close.
+        most_negative = np.zeros(len(groups))
+        np.minimum.at(most_negative, columns.grp[entering], reduced[entering])
+        full_lp_bound = result.value + float(most_negative @ group_sizes)
+        if result.value - full_lp_bound <= LP_TOLERANCE * max(1.0, abs(result.value)):
+            break
+        # most negative first, a few per group per round
+        order = entering[np.lexsort((reduced[entering], columns.grp[entering]))]
+        first = np.searchsorted(columns.grp[order], columns.grp[order], side="left")
+        rank = np.arange(order.size) - first
+        active = np.union1d(active, order[rank < _ENTERING_PER_ROUND])
+
+    # 3. Round and repair.
+    choice = np.full(len(snapshot.pending), -1, dtype=np.int64)
+    usage = initial_usage(options)
+    if result is not None:
+        _round(options, groups, columns, result_active, result, choice, usage)
+    rounded = _monotonic_clock.perf_counter()
+    _repair(options, choice, usage)
+
+    # 4. Bound.
+    repaired = _monotonic_clock.perf_counter()
+    bound = lagrangian_bound(options)
+    if result is not None:
+        bound = max(bound, lagrangian_bound(options, result.prices))
+    finished = _monotonic_clock.perf_counter()
+    stats = {
+        "classes": float(len(options.classes)),
+        "groups": float(len(groups)),
+        "columns": float(columns.grp.size),
+        "lp_columns": float(result_active.size),
+        "lp_first_s": round_s[0] if round_s else 0.0,
+        "lp_rounds": float(rounds),
+        "lp_value": result.value if result is not None else float("nan"),
+        "estimate_s": estimated - started,
+        "lp_s": lp_s,
+        "repair_s": repaired - rounded,
+        "bound_s": finished - repaired,
+    }
+    return assemble(snapshot, options, choice, planner="optimizer",
+                    solve_s=finished - started, lower_bound=bound, stats=stats)
+
+
+def _solve_lp(
+    options: Options,
+    groups: list[Group],
+    columns: Columns,
+    active: IntArray,
+    time_limit_s: float,
+    seed: int,
+) -> LPResult | None:
+    from ortools.linear_solver.python import model_builder_helper as mbh
+
+    grid = options.grid
+    n_groups = len(groups)
+    n_pools = grid.available.size
+    capped = np.flatnonzero(np.isfinite(grid.power_headroom_kw))
+    power_row = np.full(grid.power_headroom_kw.size, -1, dtype=np.int64)
+    power_row[capped] = np.arange(capped.size)
+    n_quota = len(options.quotas)
+    n_cols = active.size
+    # rows: groups | pools | capped sites | quotas
+    r_pool = n_groups
+    r_power = r_pool + n_pools
+    r_quota = r_power + capped.size
+    n_rows = r_quota + n_quota
+    var = np.arange(n_cols)
+    rows = [columns.grp[active], r_pool + columns.flat[active]]
+    cols = [var, var]
+    vals = [np.ones(n_cols), columns.g[active]]
+    has_power = power_row[columns.site[active]] >= 0
+    rows.append(r_power + power_row[columns.site[active][has_power]])
+    cols.append(var[has_power])
+    vals.append(columns.kw[active][has_power])
+    has_quota = columns.quota[active] >= 0
+    rows.append(r_quota + columns.quota[active][has_quota])
+    cols.append(var[has_quota])
+    vals.append(columns.g[active][has_quota])
+    # wait variables: one per (group, tier), bounded by the tier's size
+    tiers = [gr.tier_size.size for gr in groups]
+    n_wait = int(sum(tiers))
+    rows.append(np.repeat(np.arange(n_groups), tiers))
+    cols.append(n_cols + np.arange(n_wait))
+    vals.append(np.ones(n_wait))
+    matrix = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_rows, n_cols + n_wait),
+    )
+    counts = np.array([float(gr.jobs.size) for gr in groups])
+    lower_rows = np.concatenate([counts, np.full(n_rows - n_groups, -np.inf)])
+    upper_rows = np.concatenate([
+        counts,
+        grid.available.reshape(-1).astype(np.float64),
+        np.maximum(0.0, grid.power_headroom_kw[capped]),  # over cap already: nothing new
+        np.array([max(0.0, float(q.headroom)) for q in options.quotas]),
+    ])
+    wait_cost = np.concatenate([gr.tier_cost for gr in groups]) if groups else np.zeros(0)
+    wait_size = np.concatenate([gr.tier_size for gr in groups]) if groups else np.zeros(0)
+    objective = np.concatenate([columns.cost[active], wait_cost])
+    model = mbh.ModelBuilderHelper()
+    model.fill_model_from_sparse_data(
+        np.zeros(n_cols + n_wait), np.concatenate([np.full(n_cols, np.inf), wait_size]),
+        objective, lower_rows, upper_rows, matrix,
+    )
+    solver = mbh.ModelSolverHelper("glop")
+    solver.set_time_limit_in_seconds(max(0.05, time_limit_s))
+    solver.set_solver_specific_parameters(f"random_seed: {int(seed) % (2**31)}")
+    solver.solve(model)
+    if solver.status() != mbh.SolveStatus.OPTIMAL:
+        return None
+    values = np.asarray(solver.variable_values())
+    duals = np.asarray(solver.dual_values())
+    # For a minimisation, duals of <= rows are <= 0: the price of a unit of capacity is -dual.
+    pool_price = np.maximum(0.0, -duals[r_pool:r_power])
+    power_price = np.zeros(grid.power_headroom_kw.size)
+    power_price[capped] = np.maximum(0.0, -duals[r_power:r_quota])
+    quota_price = np.maximum(0.0, -duals[r_quota:n_rows])
+    return LPResult(
+        x=values[:n_cols],
+        prices=Prices(pool=pool_price, power=power_price, quota=quota_price),
+        sigma=duals[:n_groups],
+        value=float(solver.objective_value()),
+    )
+
+
+def _columns_of(choice: IntArray, groups: list[Group], columns: Columns) -> IntArray:
+    """The columns a per-job choice uses."""
+    used = []
+    for k, group in enumerate(groups):
+        picked = choice[group.jobs]
+        picked = picked[picked >= 0]
+        if picked.size:
+            used.append(columns.start[k] + np.unique(picked))
+    return np.concatenate(used) if used else np.zeros(0, dtype=np.int64)
+
+
+def _reduced_costs(columns: Columns, result: LPResult) -> FloatArray:
+    p = result.prices
+    reduced = columns.cost - result.sigma[columns.grp] + columns.g * p.pool[columns.flat]
+    reduced = reduced + columns.kw * p.power[columns.site]
+    if p.quota.size:
+        reduced = reduced + np.where(columns.quota >= 0,
+                                     columns.g * p.quota[np.maximum(columns.quota, 0)], 0.0)
+    return np.asarray(reduced, dtype=np.float64)
+
+
+def _round(
+    options: Options,
+    groups: list[Group],
+    columns: Columns,
+    active: IntArray,
+    result: LPResult,
+    choice: IntArray,
+    usage: Usage,
+) -> None:
+    """Give floor(x) gangs of each group to each option: the group's most urgent jobs, the
+    longest of them on the options with the lowest cost per unit of runtime.
+
+    Floors never exceed what the LP assigned, and every constraint has non-negative
+    coefficients, so the rounded assignment fits without further checks.
+    """
+    whole = np.floor(result.x + 1e-6).astype(np.int64)
+    keep = whole > 0
+    sel, n_sel = active[keep], whole[keep]
+    by_group: dict[int, list[tuple[int, int]]] = {}
+    for col, n in zip(sel.tolist(), n_sel.tolist(), strict=True):
+        by_group.setdefault(int(columns.grp[col]), []).append((int(columns.pos[col]), n))
+    for k, taken in by_group.items():
+        group = groups[k]
+        first = group.first
+        total = sum(n for _, n in taken)
+        chosen = np.argsort(-group.delay, kind="stable")[:total]
+        chosen = chosen[np.argsort(-group.scale[chosen], kind="stable")]
+        per_scale = first.rental + first.latency  # energy differs by window; order by the rest
+        taken.sort(key=lambda pn: (float(per_scale[pn[0]] + first.energy[pn[0]]), pn[0]))
+        at = 0
+        for pos, n in taken:
+            members = chosen[at:at + n]
+            choice[group.jobs[members]] = pos
+            take(first, pos, usage, options, n)
+            at += n
+
+
+def _repair(options: Options, choice: IntArray, usage: Usage) -> None:
+    """Offer waiting jobs the cheapest option that still has room, when that beats waiting.
+
+    Classes go in order of their most urgent waiting job; inside a class, jobs go most
+    urgent first, in batches: all the jobs that gain from the cheapest option with room take
+    it, as many as fit, then the next option. Usage only grows, so a class that finds no
+    room is done.
+    """
+    todo: list[tuple[float, int]] = []
+    for cls in options.classes:
+        if cls.options.size == 0:
+            continue
+        waiting = choice[cls.jobs] < 0
+        if waiting.any():
+            todo.append((-float(cls.delay[waiting].max()) / cls.accelerators, cls.index))
+    todo.sort()
+    for _, c in todo:
+        cls = options.classes[c]
+        waiting = np.flatnonzero(choice[cls.jobs] < 0)
+        waiting = waiting[np.argsort(-cls.delay[waiting], kind="stable")]
+        while waiting.size:
+            count = room(cls, usage, options)
+            if not count.any():
+                break
+            lead = int(waiting[0])
+            lead_cost = np.where(count > 0, cls.scale[lead] * cls.per_scale + cls.transfer,
+                                 np.inf)
+            pos = int(np.argmin(lead_cost))
+            cost = cls.scale[waiting] * cls.per_scale[pos] + cls.transfer[pos]
+            gaining = waiting[cost < cls.wait[waiting]]
+            if gaining.size == 0:
+                break
+            chosen = gaining[:int(count[pos])]
+            choice[cls.jobs[chosen]] = pos
+            take(cls, pos, usage, options, int(chosen.size))
+            waiting = waiting[~np.isin(waiting, chosen)]
+
+
+__all__ = ["plan"]
