@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -78,10 +79,11 @@ def demo(
     runs = [_run(name, planner, snap, pol, now) for name, planner in PLANNERS.items()]
     console.print(_table(runs, snap))
     _verdict(console, runs)
-    best = min((r for r in runs if r.plan is not None),
-               key=lambda r: r.plan.objective if r.plan else 0.0, default=None)
-    if best is not None and best.plan is not None:
-        _examples(console, best.plan, snap)
+    # answers to "why" from the optimizer's plan, or the cheapest plan when it failed
+    plans = {r.name: r.plan for r in runs if r.plan is not None}
+    shown = plans.get("optimizer") or min(plans.values(), key=lambda p: p.objective, default=None)
+    if shown is not None:
+        _examples(console, shown, snap)
     if any(r.error for r in runs):
         raise typer.Exit(EXIT_FAILED)
 
@@ -123,11 +125,12 @@ def _table(runs: list[Run], snap: Snapshot) -> Table:
     bounds = [r.plan.lower_bound for r in runs if r.plan is not None]
     bound = max(bounds) if bounds else 0.0
     table = Table(title="planners on the same snapshot and policy", title_justify="left",
-                  caption=f"gap: to the best proven lower bound, {bound:,.2f} CNY",
-                  caption_justify="left")
+                  caption=f"gap: to the best proven lower bound, {bound:,.2f} CNY; east/west: "
+                          "jobs placed on each side", caption_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, show_edge=False)
     table.add_column("planner", no_wrap=True)
-    for column in ("cost (CNY)", "placed", "waiting", "gap", "east", "west", "time (s)"):
-        table.add_column(column, justify="right")
+    for column in ("cost CNY", "placed", "waiting", "gap", "east", "west", "time s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in runs:
         if r.plan is None:
             table.add_row(escape(r.name), f"[red]error: {escape(r.error)}[/red]",
@@ -136,7 +139,7 @@ def _table(runs: list[Run], snap: Snapshot) -> Table:
         p = r.plan
         gap = (p.objective - bound) / p.objective if p.objective > 0 else 0.0
         sides = _side(snap, p)
-        table.add_row(escape(r.name), f"{p.objective:,.2f}", str(len(p.placements)),
+        table.add_row(escape(r.name), f"{p.objective:,.0f}", str(len(p.placements)),
                       str(len(p.waits)), f"{max(0.0, gap):.2%}", str(sides.get("east", 0)),
                       str(sides.get("west", 0)), f"{r.seconds:.3f}")
     return table
@@ -145,31 +148,29 @@ def _table(runs: list[Run], snap: Snapshot) -> Table:
 def _verdict(console: Console, runs: list[Run]) -> None:
     done = {r.name: r.plan for r in runs if r.plan is not None}
     opt = done.get("optimizer")
-    if opt is None:
-        return
     others = {name: p for name, p in done.items() if name != "optimizer"}
-    if not others:
+    if opt is None or not others:
         return
-    best_name = min(others, key=lambda n: others[n].objective)
-    best = others[best_name]
-    saving = best.objective - opt.objective
-    console.print(
-        f"optimizer vs the best baseline ({best_name}): {saving:,.2f} CNY lower "
-        f"({saving / best.objective:.2%}), {len(opt.placements) - len(best.placements):+d} "
-        "jobs placed"
-    )
-    local = others.get("local-only")
-    if local is not None:
-        saving = local.objective - opt.objective
-        console.print(
-            f"optimizer vs local-only (today's compute islands): {saving:,.2f} CNY lower "
-            f"({saving / local.objective:.2%}), "
-            f"{len(opt.placements) - len(local.placements):+d} jobs placed"
-        )
+    best = min(others, key=lambda n: others[n].objective)
+    console.print(f"optimizer vs the best baseline ({best}): {_compare(opt, others[best])}")
+    if "local-only" in others:
+        console.print("optimizer vs local-only (today's compute islands): "
+                      f"{_compare(opt, others['local-only'])}")
+
+
+def _compare(plan: Plan, other: Plan) -> str:
+    diff = plan.objective - other.objective
+    cost = (f"{abs(diff):,.2f} CNY {'less' if diff <= 0 else 'more'} "
+            f"({diff / other.objective:+.2%})" if other.objective > 0 else f"{diff:+,.2f} CNY")
+    jobs = len(plan.placements) - len(other.placements)
+    placed = (f"{abs(jobs)} {'more' if jobs > 0 else 'fewer'} job{'s' if abs(jobs) != 1 else ''}"
+              " placed" if jobs else "as many jobs placed")
+    return f"{cost}, {placed}"
 
 
 def _examples(console: Console, plan: Plan, snap: Snapshot) -> None:
-    """A few answers to "why here / why waiting" from the cheapest plan."""
+    """A few answers to "why here / why waiting": a job placed west, one placed east, and
+    the first two that wait."""
     side = {s.id: s.labels.get("side") for s in snap.sites}
     picks = []
     west = next((p.job for p in plan.placements if side.get(p.site) == "west"), None)

@@ -8,6 +8,7 @@ a region or hub. Users are not nodes; their latency to a site is estimated from 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import networkx as nx
@@ -85,7 +86,7 @@ class SiteGraph:
         routes: dict[SiteId, Route] = {}
         for target, path in paths.items():
             latency, bottleneck, egress = 0.0, float("inf"), 0.0
-            for u, v in zip(path, path[1:], strict=False):
+            for u, v in itertools.pairwise(path):
                 edge = self.graph.edges[u, v]
                 latency += edge["latency_ms"]
                 bottleneck = min(bottleneck, edge["bandwidth_gbps"])

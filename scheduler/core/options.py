@@ -35,7 +35,6 @@ removes options a single gang could never use.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -381,9 +380,9 @@ class _Estimator:
         for ds_id in job.datasets:
             ds = self.datasets.get(ds_id)
             if ds is not None and ds.residency is not None:
-                rule = ds.residency
-                cut(np.array([rule.selects(s) for s in self.site_objs]), BlockReason.RESIDENCY,
-                    f"dataset {ds_id} must stay on {_describe(rule)}")
+                pinned = ds.residency
+                cut(np.array([pinned.selects(s) for s in self.site_objs]), BlockReason.RESIDENCY,
+                    f"dataset {ds_id} must stay on {_describe(pinned)}")
         for rule in self.policy.residency:
             if not ((rule.datasets & set(job.datasets)) or job.tenant in rule.tenants):
                 continue
@@ -415,16 +414,16 @@ class _Estimator:
                     f"latency SLO {job.max_latency_ms:g} ms from {job.user_location}")
         # spillover
         if home is not None:
-            for rule, util in zip(self.policy.spillover, self.spillover_util, strict=True):
-                source = np.array([rule.source.selects(s) for s in self.site_objs])
+            for spill, util in zip(self.policy.spillover, self.spillover_util, strict=True):
+                source = np.array([spill.source.selects(s) for s in self.site_objs])
                 home_sites = np.array([s.region == home for s in self.site_objs])
                 if not (source & home_sites).any():
                     continue
-                target = np.array([rule.target.selects(s) for s in self.site_objs])
-                allowed = source | target if util >= rule.above else source
+                target = np.array([spill.target.selects(s) for s in self.site_objs])
+                allowed = source | target if util >= spill.above else source
                 cut(allowed, BlockReason.SPILLOVER,
-                    f"spillover rule '{rule.name}': source utilisation {util:.0%} "
-                    f"{'>=' if util >= rule.above else '<'} {rule.above:.0%}")
+                    f"spillover rule '{spill.name}': source utilisation {util:.0%} "
+                    f"{'>=' if util >= spill.above else '<'} {spill.above:.0%}")
         weights = self.policy.objective
         place = _Place(
             stage=stage,
@@ -535,7 +534,7 @@ def _describe(selector: object) -> str:
         values = getattr(selector, name)
         if values:
             parts.append(f"{name} {', '.join(sorted(values))}")
-    labels = getattr(selector, "labels")
+    labels = selector.labels  # type: ignore[attr-defined]
     if labels:
         parts.append("labels " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
     return "; ".join(parts) or "no site"
@@ -546,7 +545,6 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
     est = _Estimator(snapshot, policy, now)
     grid = est.grid
     s_n, t_n = grid.shape
-    weights = policy.objective
 
     # 1. Key every job. Jobs that share a key share options and prices up to d_j. This
     #    loop is the only per-job Python work; everything after it is per class or numpy.
@@ -554,7 +552,7 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
     relevant_tenants = est.quota_tenants | est.rule_tenants | est.subsidy_tenants
     shape_ids: dict[int, int] = {}
     shapes: list[_Shape] = []
-    base_keys: dict[tuple[object, ...], int] = {}
+    base_keys: dict[tuple[int, int, int, TenantId | None], int] = {}
     base_of = np.empty(n_jobs, dtype=np.int64)
     shape_of = np.empty(n_jobs, dtype=np.int64)
     smallest = np.empty(n_jobs)
@@ -624,20 +622,18 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
     for s, site in enumerate(snapshot.sites):
         for pool in site.pools:
             rental_grid[s, t_index[pool.type]] = pool.price_cny_per_hour
-    bases: dict[tuple[object, ...], _Base] = {}
+    bases: dict[int, _Base] = {}
     places_by_id = {id(p): p for p in est._places.values()}
     for u in order.tolist():
         members = members_of[bounds[u]:bounds[u + 1]]
         b = int(keys[u] // 4096)
-        key = base_list[b]
-        base = bases.get(key)
+        shape_id, place_id, gang, tenant = base_list[b]
+        base = bases.get(b)
         if base is None:
-            tenant = key[3]
-            q = quota_index.get(tenant, -1) if tenant is not None else -1  # type: ignore[arg-type]
-            base = _base(shapes[int(key[0])], places_by_id[key[1]],  # type: ignore[call-overload,index]
-                         int(key[2]), tenant, q, quota_rows, est, rental_grid,  # type: ignore[call-overload]
-                         len(bases))
-            bases[key] = base
+            q = quota_index.get(tenant, -1) if tenant is not None else -1
+            base = _base(shapes[shape_id], places_by_id[place_id], gang, tenant, q, quota_rows,
+                         est, rental_grid, len(bases))
+            bases[b] = base
         window = float(2.0 ** (int(keys[u] % 4096) - 2048))
         c = len(classes)
         job_class[members] = c
@@ -650,9 +646,9 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
             ref_energy = base.ref_energy_per_tariff * tariff[base.ref_sites]
             ref_total = window * (ref_energy + base.ref_rental + base.ref_latency) \
                 + base.ref_transfer
-            best = int(np.argmin(ref_total))
-            ref_terms = (float(ref_energy[best]), float(base.ref_rental[best]),
-                         float(base.ref_latency[best]), float(base.ref_transfer[best]))
+            r = int(np.argmin(ref_total))
+            ref_terms = (float(ref_energy[r]), float(base.ref_rental[r]),
+                         float(base.ref_latency[r]), float(base.ref_transfer[r]))
         else:
             ref_terms = (0.0, 0.0, 0.0, 0.0)
         scale = scale_arr[members]
@@ -784,7 +780,7 @@ def _transient_message(reason: BlockReason, tenant: object) -> str:
         return "every remaining site is at its power cap"
     if reason is BlockReason.CAPACITY:
         return "no remaining site has enough free accelerators of an allowed type"
-    return reason.value
+    return str(reason.value)
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from scheduler.core.ids import AcceleratorType, JobId, SiteId
 
 
-class BlockReason(str, enum.Enum):
+class BlockReason(enum.StrEnum):
     """Why a job waits. Ordered from the most fundamental to the most transient."""
 
     NO_ACCELERATOR = "no-accelerator"  # no site has an allowed type with enough memory

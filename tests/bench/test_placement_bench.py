@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ BASELINES = {"local-only", "first-fit", "greedy-cheapest", "spread-by-capacity"}
 
 
 @pytest.fixture(scope="module")
-def bench_row() -> dict[str, object]:
+def bench_row() -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "placement.py"), "--sizes", "200x8",
          "--naive-time-limit", "2", "--json"],
@@ -27,18 +28,18 @@ def bench_row() -> dict[str, object]:
     )
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"stdout: {out.stdout!r}\nstderr: {out.stderr}"
-    row: dict[str, object] = json.loads(lines[0])
+    row: dict[str, Any] = json.loads(lines[0])
     assert out.returncode == 0, f"errors: {row.get('errors')}\nstderr: {out.stderr}"
     return row
 
 
-def test_bench_reports_every_key(bench_row: dict[str, object]) -> None:
+def test_bench_reports_every_key(bench_row: dict[str, Any]) -> None:
     assert set(bench_row) >= KEYS
     assert (bench_row["jobs"], bench_row["sites"]) == (200, 8)
     assert "errors" not in bench_row
 
 
-def test_bench_figures_are_consistent(bench_row: dict[str, object]) -> None:
+def test_bench_figures_are_consistent(bench_row: dict[str, Any]) -> None:
     objective, lower = bench_row["objective"], bench_row["lower_bound"]
     assert isinstance(objective, float) and isinstance(lower, float)
     assert lower <= objective + 1e-6
@@ -54,7 +55,7 @@ def test_bench_figures_are_consistent(bench_row: dict[str, object]) -> None:
         assert bench_row["naive_violations"] == 0
 
 
-def test_bench_runs_every_baseline(bench_row: dict[str, object]) -> None:
+def test_bench_runs_every_baseline(bench_row: dict[str, Any]) -> None:
     baselines = bench_row["baselines"]
     assert isinstance(baselines, dict) and set(baselines) == BASELINES
     for name, figures in baselines.items():

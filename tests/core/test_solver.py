@@ -170,3 +170,28 @@ def test_bound_and_plan_bracket_the_brute_force_optimum(seed: int) -> None:
     optimum = _brute_force(snap, Policy())
     assert result.lower_bound <= optimum + 1e-6
     assert optimum <= result.objective + 1e-6
+
+
+def test_route_arrays_agree_with_networkx_routes() -> None:
+    from scheduler.core.graph import SiteGraph
+    from scheduler.core.model import Link
+
+    rng = np.random.default_rng(11)
+    sites = tuple(site(f"s{i}", f"r{i}", 0.5, {H100: (8, 10.0)}) for i in range(9))
+    links = []
+    for i in range(9):
+        for k in rng.choice(9, size=2, replace=False).tolist():
+            if k != i:
+                links.append(Link(sites[i].id, sites[k].id, float(rng.uniform(1, 30)),
+                                  float(rng.uniform(1, 100)), float(rng.uniform(0, 1))))
+    graph = SiteGraph(sites, tuple(links))
+    order = tuple(s.id for s in sites)
+    for source in order:
+        egress, bottleneck, reachable = graph.route_arrays(source, order)
+        routes = graph.routes_from(source)
+        for i, target in enumerate(order):
+            route = routes.get(target)
+            assert reachable[i] == (route is not None)
+            if route is not None:
+                assert egress[i] == pytest.approx(route.egress_cny_per_gb)
+                assert bottleneck[i] == pytest.approx(route.bottleneck_gbps)

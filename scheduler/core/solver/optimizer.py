@@ -45,13 +45,14 @@ passed to the solver for completeness.
 
 from __future__ import annotations
 
-import time as _monotonic_clock  # the only clock: solve-time accounting, never decisions
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from scheduler.core.assemble import Usage, assemble, initial_usage, room, take
+from scheduler.core.assemble import Usage, assemble, initial_usage, job_costs, room, take
 from scheduler.core.model import Snapshot
 from scheduler.core.options import FloatArray, IntArray, JobClass, Options, estimate
 from scheduler.core.plan import Plan
@@ -175,13 +176,25 @@ class LPResult:
     value: float
 
 
-def plan(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
-    """Place every pending job of ``snapshot`` under ``policy`` at instant ``now``. Pure."""
-    started = _monotonic_clock.perf_counter()
+def _no_clock() -> float:
+    return 0.0
+
+
+def plan(
+    snapshot: Snapshot, policy: Policy, now: float, *, clock: Callable[[], float] | None = None
+) -> Plan:
+    """Place every pending job of ``snapshot`` under ``policy`` at instant ``now``.
+
+    Pure: ``clock`` (monotonic seconds, e.g. ``time.perf_counter``) is injected by the
+    caller to report phase times and to enforce ``policy.solver.time_limit_s`` across LP
+    rounds; without it no round is cut short for time and every time reads 0.
+    """
+    tick = clock or _no_clock
+    started = tick()
     deadline = started + policy.solver.time_limit_s
     # 1. Estimate: classes and their priced options.
     options = estimate(snapshot, policy, now)
-    estimated = _monotonic_clock.perf_counter()
+    estimated = tick()
     groups = _groups(options)
     columns = Columns.build(groups, options)
     group_sizes = np.array([float(gr.jobs.size) for gr in groups])
@@ -200,16 +213,16 @@ def plan(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
     lp_s = 0.0
     while columns.grp.size and rounds < _MAX_ROUNDS:
         rounds += 1
-        remaining = deadline - _monotonic_clock.perf_counter()
+        remaining = deadline - tick() if clock else policy.solver.time_limit_s
         if remaining <= 0:
             break
-        t0 = _monotonic_clock.perf_counter()
+        t0 = tick()
         attempt = _solve_lp(options, groups, columns, active, remaining, policy.solver.seed)
-        lp_s += _monotonic_clock.perf_counter() - t0
+        lp_s += tick() - t0
         if attempt is None:
             break
         result, result_active = attempt, active
-        round_s.append(_monotonic_clock.perf_counter() - t0)
+        round_s.append(tick() - t0)
         reduced = _reduced_costs(columns, result)
         in_model = np.zeros(columns.grp.size, dtype=bool)
         in_model[active] = True
@@ -235,15 +248,19 @@ def plan(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
     usage = initial_usage(options)
     if result is not None:
         _round(options, groups, columns, result_active, result, choice, usage)
-    rounded = _monotonic_clock.perf_counter()
+    rounded = tick()
     _repair(options, choice, usage)
+    _improve(options, choice, usage)
+    # The greedy seed is a complete plan too: keep it on the rare instance where it is better.
+    if _total(options, greedy) < _total(options, choice):
+        choice = greedy
 
     # 4. Bound.
-    repaired = _monotonic_clock.perf_counter()
+    repaired = tick()
     bound = lagrangian_bound(options)
     if result is not None:
         bound = max(bound, lagrangian_bound(options, result.prices))
-    finished = _monotonic_clock.perf_counter()
+    finished = tick()
     stats = {
         "classes": float(len(options.classes)),
         "groups": float(len(groups)),
@@ -318,7 +335,8 @@ def _solve_lp(
     wait_size = np.concatenate([gr.tier_size for gr in groups]) if groups else np.zeros(0)
     objective = np.concatenate([columns.cost[active], wait_cost])
     model = mbh.ModelBuilderHelper()
-    model.fill_model_from_sparse_data(
+    fill: Any = model.fill_model_from_sparse_data  # its stubs mistype the numpy arguments
+    fill(
         np.zeros(n_cols + n_wait), np.concatenate([np.full(n_cols, np.inf), wait_size]),
         objective, lower_rows, upper_rows, matrix,
     )
@@ -401,6 +419,44 @@ def _round(
             at += n
 
 
+def _total(options: Options, choice: IntArray) -> float:
+    return float(sum(job_costs(cls, choice[cls.jobs]).sum() for cls in options.classes))
+
+
+def _improve(options: Options, choice: IntArray, usage: Usage) -> None:
+    """Move placed jobs to a cheaper option that still has room (largest saving first).
+
+    Rounding leaves capacity here and there; a job that could run cheaper in it moves. Each
+    move frees the old option, so it is re-checked against what is left.
+    """
+    for cls in options.classes:
+        placed = np.flatnonzero(choice[cls.jobs] >= 0)
+        if placed.size == 0:
+            continue
+        can = room(cls, usage, options) > 0
+        if not can.any():
+            continue
+        current = choice[cls.jobs[placed]]
+        cost_now = cls.scale[placed] * cls.per_scale[current] + cls.transfer[current]
+        free = np.flatnonzero(can)
+        best = (cls.scale[placed, None] * cls.per_scale[None, free]
+                + cls.transfer[None, free]).min(axis=1)
+        saving = cost_now - best
+        for i in np.argsort(-saving, kind="stable").tolist():
+            if saving[i] <= 1e-9:
+                break
+            local = int(placed[i])
+            count = room(cls, usage, options)
+            costs = np.where(count > 0, cls.scale[local] * cls.per_scale + cls.transfer, np.inf)
+            pos = int(np.argmin(costs))
+            old = int(choice[cls.jobs[local]])
+            if costs[pos] >= cost_now[i] - 1e-9:
+                continue
+            take(cls, pos, usage, options)
+            take(cls, old, usage, options, -1)
+            choice[cls.jobs[local]] = pos
+
+
 def _repair(options: Options, choice: IntArray, usage: Usage) -> None:
     """Offer waiting jobs the cheapest option that still has room, when that beats waiting.
 
@@ -413,9 +469,9 @@ def _repair(options: Options, choice: IntArray, usage: Usage) -> None:
     for cls in options.classes:
         if cls.options.size == 0:
             continue
-        waiting = choice[cls.jobs] < 0
-        if waiting.any():
-            todo.append((-float(cls.delay[waiting].max()) / cls.accelerators, cls.index))
+        idle = choice[cls.jobs] < 0
+        if idle.any():
+            todo.append((-float(cls.delay[idle].max()) / cls.accelerators, cls.index))
     todo.sort()
     for _, c in todo:
         cls = options.classes[c]
