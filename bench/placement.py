@@ -2,6 +2,7 @@
 
     python bench/placement.py [--sizes 1000x20,10000x100,100000x200] [--seed N]
                               [--naive-time-limit 20] [--json] [--skip-naive]
+                              [--naive-max-literals 10000000]
 
 For every size JOBSxSITES:
 
@@ -26,9 +27,11 @@ For every size JOBSxSITES:
    with ``--naive-time-limit`` seconds and 2 workers. ``naive_wall_s`` is estimate + model
    building + solve; ``naive_gap = (naive objective - optimizer lower bound) / naive
    objective``, with the naive plan priced exactly (floats, not the rounded costs), or null
-   when CP-SAT found no feasible assignment (``naive_status`` says why). Models above
-   ``--naive-max-literals`` booleans are not built (status ``NOT_BUILT``): they would not fit
-   next to other work on the machine, and nothing that size is solved in seconds.
+   when CP-SAT found no feasible assignment (``naive_status`` says why). CP-SAT may overrun
+   its time limit while loading and presolving a large model; ``naive_solve_s`` shows by how
+   much. Models above ``--naive-max-literals`` booleans (default 10M) are not built (status
+   ``NOT_BUILT``), to keep the run within the machine's memory; ``naive_peak_rss_mb`` shows
+   what the built ones took.
 3. **Gaps.** Every gap is ``(objective - lower_bound) / objective`` against the optimizer's
    proven lower bound, not clamped: a negative gap would mean an invalid bound.
 
@@ -413,6 +416,17 @@ def run(jobs: int, sites: int, seed: int, naive_time_limit: float, skip_naive: b
     return row
 
 
+def _strict(value: Any) -> Any:
+    """The row as strict JSON: non-finite floats (a stat may be inf) become null."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     sizes = []
     for part in text.split(","):
@@ -461,7 +475,7 @@ def print_table(rows: Sequence[Row]) -> None:
         print(f"{r['jobs']}x{r['sites']}: generate {_fmt(r.get('generate_s'), '.2f')} s, "
               f"RSS after generate {_fmt(r.get('rss_after_generate_mb'), '.0f')} MB, "
               f"estimate alone {_fmt(r.get('estimate_s'), '.2f')} s, "
-              f"naive literals {_fmt(r.get('naive_literals'), ',d')}")
+              f"naive-model booleans {_fmt(r.get('literals'), ',d')}")
         for err in r.get("errors", []):
             print("  ERROR " + err.strip().replace("\n", "\n        "))
 
@@ -485,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   args.naive_max_literals)
         rows.append(row)
         if args.json:
-            print(json.dumps(row), flush=True)
+            print(json.dumps(_strict(row), allow_nan=False), flush=True)
     if not args.json:
         print_table(rows)
     failed = any(r.get("errors") or any("error" in b for b in r["baselines"].values())

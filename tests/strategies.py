@@ -5,11 +5,13 @@ few catalog types (some partly busy), links that may leave sites disconnected, d
 replicas and sometimes residency, running jobs, 1-30 pending jobs with random gangs, allowed
 types, memory needs, runtimes, datasets, users and latency SLOs, and a policy with random
 weights, quotas, power caps, residency rules (some with ``within``), spillover and
-accelerator equivalences. Capacity is kept small next to demand so that jobs compete.
+accelerator equivalences. Capacity is kept small next to demand so that jobs compete. Now and
+then a job or a rule names a dataset or location the snapshot lacks (planners fail closed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +63,7 @@ REGIONS: dict[str, tuple[float, float, str]] = {
     "guizhou": (26.6, 106.7, "guizhou"),
 }
 EMPTY_REGION = "xizang"
+UNKNOWN_LOCATION = LocationId("atlantis")
 EAST_HUBS = frozenset({"jjj", "yrd"})
 WEST_HUBS = frozenset({"ningxia", "guizhou"})
 LOCATIONS = (
@@ -164,6 +167,9 @@ def _job(
         estimated = [draw(st.sampled_from(TYPES))]
     runtime = {AcceleratorType(t): draw(st.floats(0.05, 72.0)) for t in estimated}
     user = draw(st.one_of(st.none(), st.sampled_from([loc.id for loc in LOCATIONS])))
+    if draw(st.integers(0, 20)) == 0:  # references the snapshot lacks: planners fail closed
+        user = UNKNOWN_LOCATION
+        datasets = [*datasets, "d-missing"]
     return Job(
         id=JobId(job_id),
         tenant=TenantId(draw(st.sampled_from(tenants))),
@@ -209,8 +215,20 @@ def snapshots(draw: st.DrawFn, now: float = NOW) -> Snapshot:
                   submitted_at=now - 7200.0)
         running.append(RunningJob(job, site.id, pool.type, now - 3600.0))
     site_types = [AcceleratorType(t) for t in types]
-    pending = [_job(draw, f"j{j:02d}", now, site_types, tenants, [d.id for d in datasets])
-               for j in range(draw(st.integers(1, 30)))]
+    pending: list[Job] = []
+    for j in range(draw(st.integers(1, 30))):
+        if pending and draw(st.integers(0, 2)) == 0:
+            # a sibling of an earlier job: same class but for runtime, age and urgency
+            sibling = draw(st.sampled_from(pending))
+            factor = draw(st.floats(0.7, 1.4))
+            pending.append(dataclasses.replace(
+                sibling, id=JobId(f"j{j:02d}"),
+                runtime_h={t: h * factor for t, h in sibling.runtime_h.items()},
+                submitted_at=now - draw(st.floats(0.0, 3 * 86400.0)),
+                deadline=draw(st.one_of(st.none(), st.floats(now, now + 86400.0)))))
+        else:
+            pending.append(_job(draw, f"j{j:02d}", now, site_types, tenants,
+                                [d.id for d in datasets]))
     overrides = {CUSTOM.name: CUSTOM, NO_SPEED.name: NO_SPEED}
     if draw(st.booleans()):  # a snapshot may correct the built-in catalog
         rtx = BUILTIN_ACCELERATORS[AcceleratorType("RTX4090-24G")]
@@ -254,8 +272,8 @@ def policies(draw: st.DrawFn, snapshot: Snapshot) -> Policy:
         allow = _selector(draw, sites) if draw(st.booleans()) else None
         within = None
         if allow is None or draw(st.booleans()):
-            within = LatencyBound(draw(st.sampled_from([loc.id for loc in LOCATIONS])),
-                                  draw(st.floats(1.0, 30.0)))
+            near = [loc.id for loc in LOCATIONS] * 5 + [UNKNOWN_LOCATION]
+            within = LatencyBound(draw(st.sampled_from(near)), draw(st.floats(1.0, 30.0)))
         residency.append(ResidencyRule(
             name=f"rule{r}",
             datasets=frozenset(DatasetId(d) for d in _subset(draw, datasets, 1, 2))

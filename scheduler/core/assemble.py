@@ -148,7 +148,7 @@ def assemble(
         placements=tuple(p for _, p in placed),
         waits=tuple(w for _, w in waiting),
         objective=objective,
-        lower_bound=min(lower_bound, objective),
+        lower_bound=lower_bound,
         solve_s=solve_s,
         explanations=Explanations(snapshot, options, choice),
         stats=dict(stats or {}),

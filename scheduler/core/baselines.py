@@ -130,14 +130,18 @@ class _HomeMasks:
     def __call__(self, c: int, region: str) -> BoolArray:
         mask = self._masks.get((c, region))
         if mask is None:
-            grid = self._options.grid
-            sites = self._sites.get(region)
-            if sites is None:
-                sites = self._sites[region] = np.array([r == region for r in grid.regions],
-                                                       dtype=bool)
             options = self._options.classes[c].options
-            mask = self._masks[(c, region)] = sites[options // len(grid.types)]
+            sites = self.sites(region)
+            mask = self._masks[(c, region)] = sites[options // len(self._options.grid.types)]
         return mask
+
+    def sites(self, region: str) -> BoolArray:
+        """(S,) which sites lie in ``region``."""
+        sites = self._sites.get(region)
+        if sites is None:
+            regions = self._options.grid.regions
+            sites = self._sites[region] = np.array([r == region for r in regions], dtype=bool)
+        return sites
 
 
 def _assign(
@@ -237,7 +241,7 @@ def _queue_reasons(
                         fits(cls, start, options), fits(cls, final, options),
                         final.pool.reshape(-1)[cls.options] >= cls.accelerators)
                 found = reasons[(c, home)] = _home_reason(
-                    options, cls, home, in_home(c, home), *room, final)
+                    options, cls, home, in_home.sites(home), in_home(c, home), *room, final)
             wait = Wait(wait.job, found[0], found[1], wait.cost)
         elif wait.reason is BlockReason.OUTBID:
             wait = Wait(wait.job, wait.reason, (
@@ -251,20 +255,37 @@ def _home_reason(
     options: Options,
     cls: JobClass,
     home: str,
+    at_home: BoolArray,
     mask: BoolArray,
     fit_before: BoolArray,
     fit_after: BoolArray,
     free_after: BoolArray,
     final: Usage,
 ) -> tuple[BlockReason, str]:
-    """Why a job of ``cls`` waits under local-only: ``mask`` marks its home-region options,
-    ``fit_*`` which options had room before and after the assignment."""
-    elsewhere = int((~mask).sum())
+    """Why a job of ``cls`` waits under local-only: ``at_home`` marks the home region's
+    sites, ``mask`` the class's options there, ``fit_*`` which options had room before and
+    after the assignment, ``free_after`` which had free accelerators after it."""
+    g = cls.accelerators
+    elsewhere = f"local-only does not use the {int((~mask).sum())} feasible options elsewhere"
     if not mask.any():
+        # The estimate left no option at home. Tell "home is full" from "home cannot run it".
+        grid = options.grid
+        usable = np.zeros(len(grid.types), dtype=bool)
+        usable[cls.options % len(grid.types)] = True
+        pools = np.ix_(at_home, usable)
+        installed = grid.count[pools] >= g
+        if not installed.any():
+            return BlockReason.NO_ACCELERATOR, (
+                f"no site in home region {home} has room for a gang of {g} of a type this "
+                f"job can use; {elsewhere}")
+        if (installed & (grid.available[pools] < g)).any():
+            return BlockReason.CAPACITY, (
+                f"no site in home region {home} has free accelerators for the gang; "
+                f"{elsewhere}")
         return BlockReason.SPILLOVER, (
-            f"local-only keeps the job in its home region {home}, where no site is feasible "
-            f"({elsewhere} feasible options elsewhere)")
-    if cls.quota >= 0 and final.quota[cls.quota] < cls.accelerators:
+            f"local-only keeps the job in its home region {home}, where residency, data, "
+            f"latency or power rules exclude every site with the hardware; {elsewhere}")
+    if cls.quota >= 0 and final.quota[cls.quota] < g:
         tenant = options.quotas[cls.quota].tenant
         return BlockReason.QUOTA, f"tenant {tenant} quota is used up by running and placed jobs"
     if (free_after & mask).any() and not (fit_after & mask).any():
@@ -274,8 +295,7 @@ def _home_reason(
         return BlockReason.OUTBID, (
             f"the free accelerators in home region {home} went to jobs ahead in the queue")
     return BlockReason.CAPACITY, (
-        f"no site in home region {home} has room for the gang; local-only does not use the "
-        f"{elsewhere} feasible options in other regions")
+        f"no site in home region {home} has room for the gang; {elsewhere}")
 
 
 __all__ = [

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from scheduler.core.geo import rtt_ms
 from scheduler.core.ids import SiteId
@@ -127,9 +129,6 @@ class SiteGraph:
     def _table(self, order: tuple[SiteId, ...]) -> _Table:
         if self._tables is not None and self._tables[0] == order:
             return self._tables[1]
-        from scipy.sparse import csr_matrix
-        from scipy.sparse.csgraph import dijkstra
-
         index = {site: i for i, site in enumerate(order)}
         n = len(order)
         latency = np.zeros((n, n))

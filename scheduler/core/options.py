@@ -343,20 +343,27 @@ class _Estimator:
         runtimes = _derive(dict(signature), types, self.speed)
         type_ok = np.zeros(len(types), dtype=bool)
         runtime = np.full(len(types), np.inf)
+        unpriced = []  # types the job could use but whose runtime nothing tells
         for i, t in enumerate(types):
             spec = self.catalog.get(t)
             memory = spec.memory_gb if spec else 0.0
-            if t in allowed and memory >= gang.min_memory_gb and t in runtimes:
-                type_ok[i] = True
-                runtime[i] = runtimes[t]
+            if t in allowed and memory >= gang.min_memory_gb:
+                if t in runtimes:
+                    type_ok[i] = True
+                    runtime[i] = runtimes[t]
+                else:
+                    unpriced.append(t)
         best = float(runtime[type_ok].min()) if type_ok.any() else 1.0
+        no_hw_message = (
+            f"no site has {', '.join(sorted(allowed))} with >= {gang.min_memory_gb:g} GB")
+        if unpriced and not type_ok.any():
+            no_hw_message = (f"no runtime estimate for {', '.join(unpriced)} and no speed "
+                             "factor to derive one from the job's estimates")
         shape = _Shape(
             type_ok=type_ok,
             best=best,
             factor=np.where(type_ok, runtime / best, np.inf),
-            no_hw_message=(
-                f"no site has {', '.join(sorted(allowed))} with >= {gang.min_memory_gb:g} GB"
-            ),
+            no_hw_message=no_hw_message,
         )
         self._shapes[key] = shape
         return shape
@@ -391,15 +398,19 @@ class _Estimator:
                 cut(np.array([allow.selects(s) for s in self.site_objs]), BlockReason.RESIDENCY,
                     f"residency rule '{rule.name}' allows only {_describe(allow)}")
             if rule.within is not None:
+                # an unknown location is infinitely far: the rule fails closed
                 lat = self._latency(rule.within.location)
+                unknown = "" if rule.within.location in self.locations else " (unknown location)"
                 cut(lat <= rule.within.max_ms, BlockReason.RESIDENCY,
                     f"residency rule '{rule.name}' requires <= {rule.within.max_ms:g} ms "
-                    f"from {rule.within.location}")
+                    f"from {rule.within.location}{unknown}")
         # data: every dataset must reach the site
         transfer = np.zeros(s_n)
         delay = np.zeros(s_n)
         for ds_id in job.datasets:
-            if ds_id not in self.datasets:
+            if ds_id not in self.datasets:  # nothing shows where it is or where it may go
+                cut(np.zeros(s_n, dtype=bool), BlockReason.DATA,
+                    f"dataset {ds_id} is not in the snapshot")
                 continue
             cny, hours, ok = self._dataset(ds_id)
             cut(ok, BlockReason.DATA, f"dataset {ds_id} has no route to the remaining sites")
@@ -412,6 +423,9 @@ class _Estimator:
             if job.max_latency_ms is not None:
                 cut(latency <= job.max_latency_ms, BlockReason.LATENCY,
                     f"latency SLO {job.max_latency_ms:g} ms from {job.user_location}")
+        elif job.user_location is not None and job.max_latency_ms is not None:
+            cut(np.zeros(s_n, dtype=bool), BlockReason.LATENCY,
+                f"latency SLO from unknown location {job.user_location}")
         # spillover
         if home is not None:
             for spill, util in zip(self.policy.spillover, self.spillover_util, strict=True):
@@ -438,8 +452,9 @@ class _Estimator:
     def _latency(self, location: LocationId) -> FloatArray:
         cached = self._latency_cache.get(location)
         if cached is None:
-            loc = self.locations[location]
-            cached = np.array([self.graph.user_latency_ms(loc, s) for s in self.grid.sites])
+            loc = self.locations.get(location)
+            cached = (np.full(len(self.grid.sites), np.inf) if loc is None else
+                      np.array([self.graph.user_latency_ms(loc, s) for s in self.grid.sites]))
             self._latency_cache[location] = cached
         return cached
 

@@ -23,6 +23,7 @@ from scheduler.core.options import estimate
 from scheduler.core.plan import BlockReason
 from scheduler.core.policy.model import Policy, SolverOptions, TenantPolicy
 from scheduler.core.solver import plan
+from scheduler.core.solver.optimizer import LP_TOLERANCE
 
 H100 = AcceleratorType("H100-80G")
 R4090 = AcceleratorType("RTX4090-48G")
@@ -109,7 +110,9 @@ def test_column_generation_reaches_the_full_lp() -> None:
     narrow = plan(snap, Policy(solver=SolverOptions(initial_columns=1)), 0.0)
     wide = plan(snap, Policy(solver=SolverOptions(initial_columns=100)), 0.0)
     assert narrow.stats["lp_rounds"] > 1
-    assert narrow.stats["lp_value"] == pytest.approx(wide.stats["lp_value"], rel=1e-9)
+    # column generation stops once the full LP is provably within LP_TOLERANCE
+    assert wide.stats["lp_value"] <= narrow.stats["lp_value"] + 1e-6
+    assert narrow.stats["lp_value"] <= wide.stats["lp_value"] * (1 + LP_TOLERANCE) + 1e-6
 
 
 def test_the_same_input_gives_the_same_plan() -> None:

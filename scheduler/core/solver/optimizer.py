@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from ortools.linear_solver.python import model_builder_helper as mbh
 
 from scheduler.core.assemble import Usage, assemble, initial_usage, job_costs, room, take
 from scheduler.core.model import Snapshot
@@ -58,70 +59,61 @@ from scheduler.core.options import FloatArray, IntArray, JobClass, Options, esti
 from scheduler.core.plan import Plan
 from scheduler.core.policy.model import Policy
 from scheduler.core.solver.bound import Prices, lagrangian_bound
+from scheduler.core.solver.polish import literals, polish
 
 _MAX_ROUNDS = 12
 _ENTERING_PER_ROUND = 16
 LP_TOLERANCE = 0.002  # column generation stops within 0.2% of the full LP
+POLISH_LITERALS = 20_000  # exact CP-SAT polish up to this many (job, option) booleans
+POLISH_DETERMINISTIC_S = 1.0  # CP-SAT deterministic time units (roughly seconds of one core)
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Classes that share options (they differ only in runtime window), solved as one LP
-    row. Its jobs are split into wait tiers by cost of delay so that the LP can choose which
-    of them wait."""
+    """Jobs of one class solved as one LP row: the whole class, or a single job when the
+    queue is small enough to give every job its exact costs. Its jobs are split into wait
+    tiers by cost of delay so that the LP chooses which of them wait."""
 
     index: int
-    classes: tuple[JobClass, ...]
-    jobs: IntArray  # global job indices, classes concatenated
-    local: IntArray  # each job's position inside its own class
-    owner: IntArray  # each job's class (position in ``classes``)
+    cls: JobClass
+    members: IntArray  # positions inside the class
+    jobs: IntArray  # global job indices
     delay: FloatArray
     scale: FloatArray
-    tier: IntArray  # each job's wait tier
     tier_size: FloatArray
     tier_cost: FloatArray  # mean wait cost per tier
     cost: FloatArray  # per option: mean cost of one job of the group
 
-    @property
-    def first(self) -> JobClass:
-        return self.classes[0]
-
     @staticmethod
-    def build(index: int, classes: tuple[JobClass, ...]) -> Group:
-        first = classes[0]
-        n = sum(c.jobs.size for c in classes)
-        cost = np.zeros(first.options.size)
-        for c in classes:
-            cost += float(c.scale.sum()) * c.per_scale + c.jobs.size * c.transfer
-        cost /= max(1, n)
-        delay = np.concatenate([c.delay for c in classes])
-        wait = np.concatenate([c.wait for c in classes])
-        per_accel = np.maximum(delay, 1e-9) / max(1, first.accelerators)
+    def build(index: int, cls: JobClass, members: IntArray) -> Group:
+        scale = cls.scale[members]
+        delay = cls.delay[members]
+        cost = float(scale.mean()) * cls.per_scale + cls.transfer
+        per_accel = np.maximum(delay, 1e-9) / max(1, cls.accelerators)
         raw_tier = np.round(np.log2(per_accel) * 2.0).astype(np.int64)
         tiers, tier = np.unique(raw_tier, return_inverse=True)
         tier_size = np.bincount(tier, minlength=tiers.size).astype(np.float64)
-        tier_cost = np.bincount(tier, weights=wait, minlength=tiers.size) / tier_size
+        tier_cost = np.bincount(tier, weights=cls.wait[members], minlength=tiers.size)
         return Group(
-            index=index,
-            classes=classes,
-            jobs=np.concatenate([c.jobs for c in classes]),
-            local=np.concatenate([np.arange(c.jobs.size) for c in classes]),
-            owner=np.concatenate([np.full(c.jobs.size, i) for i, c in enumerate(classes)]),
-            delay=delay,
-            scale=np.concatenate([c.scale for c in classes]),
-            tier=tier.astype(np.int64),
-            tier_size=tier_size,
-            tier_cost=tier_cost,
-            cost=cost,
+            index=index, cls=cls, members=members, jobs=cls.jobs[members], delay=delay,
+            scale=scale, tier_size=tier_size, tier_cost=tier_cost / tier_size, cost=cost,
         )
 
 
-def _groups(options: Options) -> list[Group]:
-    by_group: dict[int, list[JobClass]] = {}
+EXACT_JOBS = 4000  # queues up to this size get one LP row per job (exact costs)
+
+
+def _groups(options: Options, jobs: int) -> list[Group]:
+    groups: list[Group] = []
     for cls in options.classes:
-        if cls.options.size:
-            by_group.setdefault(cls.index, []).append(cls)
-    return [Group.build(i, tuple(members)) for i, members in enumerate(by_group.values())]
+        if cls.options.size == 0:
+            continue
+        if jobs <= EXACT_JOBS:
+            for k in range(cls.jobs.size):
+                groups.append(Group.build(len(groups), cls, np.array([k])))
+        else:
+            groups.append(Group.build(len(groups), cls, np.arange(cls.jobs.size)))
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,23 +133,23 @@ class Columns:
     @staticmethod
     def build(groups: list[Group], options: Options) -> Columns:
         t_n = len(options.grid.types)
-        sizes = [gr.first.options.size for gr in groups]
+        sizes = [gr.cls.options.size for gr in groups]
         start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         grp = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
 
         def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
-        flat = cat([gr.first.options for gr in groups], np.int64)
+        flat = cat([gr.cls.options for gr in groups], np.int64)
         return Columns(
             grp=grp,
             pos=np.arange(flat.size, dtype=np.int64) - start[grp],
             flat=flat,
             site=flat // t_n,
             cost=cat([gr.cost for gr in groups], np.float64),
-            g=np.repeat(np.array([float(gr.first.accelerators) for gr in groups]), sizes),
-            kw=cat([gr.first.power(options.grid) for gr in groups], np.float64),
-            quota=np.repeat(np.array([gr.first.quota for gr in groups], dtype=np.int64), sizes),
+            g=np.repeat(np.array([float(gr.cls.accelerators) for gr in groups]), sizes),
+            kw=cat([gr.cls.power(options.grid) for gr in groups], np.float64),
+            quota=np.repeat(np.array([gr.cls.quota for gr in groups], dtype=np.int64), sizes),
             start=start,
         )
 
@@ -195,7 +187,7 @@ def plan(
     # 1. Estimate: classes and their priced options.
     options = estimate(snapshot, policy, now)
     estimated = tick()
-    groups = _groups(options)
+    groups = _groups(options, len(snapshot.pending))
     columns = Columns.build(groups, options)
     group_sizes = np.array([float(gr.jobs.size) for gr in groups])
 
@@ -260,6 +252,17 @@ def plan(
     bound = lagrangian_bound(options)
     if result is not None:
         bound = max(bound, lagrangian_bound(options, result.prices))
+
+    # 5. Small queues: the exact integer model, warm-started from this plan.
+    polish_status = "skipped"
+    if 0 < literals(options) <= POLISH_LITERALS:
+        polished = polish(options, choice, deterministic_s=POLISH_DETERMINISTIC_S,
+                          seed=policy.solver.seed)
+        if polished is not None:
+            polish_status = polished.status
+            bound = max(bound, polished.bound)
+            if _total(options, polished.choice) < _total(options, choice):
+                choice = polished.choice
     finished = tick()
     stats = {
         "classes": float(len(options.classes)),
@@ -273,6 +276,8 @@ def plan(
         "lp_s": lp_s,
         "repair_s": repaired - rounded,
         "bound_s": finished - repaired,
+        "polished": 1.0 if polish_status in ("OPTIMAL", "FEASIBLE") else 0.0,
+        "polish_optimal": 1.0 if polish_status == "OPTIMAL" else 0.0,
     }
     return assemble(snapshot, options, choice, planner="optimizer",
                     solve_s=finished - started, lower_bound=bound, stats=stats)
@@ -286,8 +291,6 @@ def _solve_lp(
     time_limit_s: float,
     seed: int,
 ) -> LPResult | None:
-    from ortools.linear_solver.python import model_builder_helper as mbh
-
     grid = options.grid
     n_groups = len(groups)
     n_pools = grid.available.size
@@ -405,17 +408,15 @@ def _round(
         by_group.setdefault(int(columns.grp[col]), []).append((int(columns.pos[col]), n))
     for k, taken in by_group.items():
         group = groups[k]
-        first = group.first
+        cls = group.cls
         total = sum(n for _, n in taken)
         chosen = np.argsort(-group.delay, kind="stable")[:total]
         chosen = chosen[np.argsort(-group.scale[chosen], kind="stable")]
-        per_scale = first.rental + first.latency  # energy differs by window; order by the rest
-        taken.sort(key=lambda pn: (float(per_scale[pn[0]] + first.energy[pn[0]]), pn[0]))
+        taken.sort(key=lambda pn: (float(cls.per_scale[pn[0]]), pn[0]))
         at = 0
         for pos, n in taken:
-            members = chosen[at:at + n]
-            choice[group.jobs[members]] = pos
-            take(first, pos, usage, options, n)
+            choice[group.jobs[chosen[at:at + n]]] = pos
+            take(cls, pos, usage, options, n)
             at += n
 
 
