@@ -7,6 +7,7 @@ class (``JobClass.options``), or -1 for "wait".
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -57,13 +58,16 @@ def fits(
     return np.asarray(ok, dtype=bool)
 
 
-def room(cls: JobClass, usage: Usage, options: Options) -> IntArray:
-    """(O,) how many more gangs of ``cls`` fit at each of its options."""
+def room(
+    cls: JobClass, usage: Usage, options: Options, pos: int | None = None
+) -> IntArray:
+    """How many more gangs of ``cls`` fit at each of its options: (O,), or (1,) for ``pos``."""
     g = cls.accelerators
     t_n = len(options.grid.types)
-    count = usage.pool.reshape(-1)[cls.options] // g
-    kw = cls.power(options.grid)
-    headroom = usage.power_kw[cls.options // t_n]
+    flat = cls.options if pos is None else cls.options[pos:pos + 1]
+    count = usage.pool.reshape(-1)[flat] // g
+    kw = g * options.grid.kw.reshape(-1)[flat]
+    headroom = usage.power_kw[flat // t_n]
     capped = np.isfinite(headroom) & (kw > 0)
     if capped.any():
         by_power = np.floor((np.maximum(headroom, 0.0) + 1e-9) / np.where(kw > 0, kw, 1.0))
@@ -104,6 +108,28 @@ def assemble(
     solve_s: float,
     lower_bound: float,
     stats: Mapping[str, float] | None = None,
+) -> Plan:
+    # Building 100k result objects triggers many generational GC passes that find nothing
+    # to free (every object is live); pausing the collector halves this phase.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _assemble(snapshot, options, choice, planner=planner, solve_s=solve_s,
+                         lower_bound=lower_bound, stats=stats)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _assemble(
+    snapshot: Snapshot,
+    options: Options,
+    choice: IntArray,
+    *,
+    planner: str,
+    solve_s: float,
+    lower_bound: float,
+    stats: Mapping[str, float] | None,
 ) -> Plan:
     grid = options.grid
     t_n = len(grid.types)

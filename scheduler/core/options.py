@@ -568,6 +568,7 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
     shape_ids: dict[int, int] = {}
     shapes: list[_Shape] = []
     base_keys: dict[tuple[int, int, int, TenantId | None], int] = {}
+    seen: dict[tuple[object, ...], tuple[int, int]] = {}
     base_of = np.empty(n_jobs, dtype=np.int64)
     shape_of = np.empty(n_jobs, dtype=np.int64)
     smallest = np.empty(n_jobs)
@@ -587,18 +588,25 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
         else:
             low = min((h for h in runtime.values() if h > 0), default=1.0)
             signature = tuple(sorted((t, round(h / low, 9)) for t, h in runtime.items() if h > 0))
-        shape = est.shape(job, signature)
-        sid = shape_ids.get(id(shape))
-        if sid is None:
-            sid = shape_ids[id(shape)] = len(shapes)
-            shapes.append(shape)
         tenant = job.tenant if job.tenant in relevant_tenants else None
         home = (job.home_region or est.tenant_home.get(job.tenant)) if spill else None
-        place = est.place(job, tenant, home)
-        key = (sid, id(place), job.gang.accelerators, tenant)
-        b = base_keys.get(key)
-        if b is None:
-            b = base_keys[key] = len(base_keys)
+        # one lookup per job in the common case: everything the base depends on
+        job_key = (job.gang, signature, job.datasets, job.user_location, job.max_latency_ms,
+                   tenant, home)
+        hit = seen.get(job_key)
+        if hit is None:
+            shape = est.shape(job, signature)
+            sid = shape_ids.get(id(shape))
+            if sid is None:
+                sid = shape_ids[id(shape)] = len(shapes)
+                shapes.append(shape)
+            place = est.place(job, tenant, home)
+            key = (sid, id(place), job.gang.accelerators, tenant)
+            b = base_keys.get(key)
+            if b is None:
+                b = base_keys[key] = len(base_keys)
+            hit = seen[job_key] = (b, sid)
+        b, sid = hit
         base_of[j] = b
         shape_of[j] = sid
         smallest[j] = low

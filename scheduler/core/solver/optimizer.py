@@ -447,15 +447,20 @@ def _improve(options: Options, choice: IntArray, usage: Usage) -> None:
             if saving[i] <= 1e-9:
                 break
             local = int(placed[i])
-            count = room(cls, usage, options)
-            costs = np.where(count > 0, cls.scale[local] * cls.per_scale + cls.transfer, np.inf)
-            pos = int(np.argmin(costs))
-            old = int(choice[cls.jobs[local]])
-            if costs[pos] >= cost_now[i] - 1e-9:
-                continue
-            take(cls, pos, usage, options)
-            take(cls, old, usage, options, -1)
-            choice[cls.jobs[local]] = pos
+            costs = cls.scale[local] * cls.per_scale + cls.transfer
+            while True:
+                # ``can`` may be stale: check the pick, refresh only when it does not fit
+                pos = int(np.argmin(np.where(can, costs, np.inf)))
+                if not can[pos] or costs[pos] >= cost_now[i] - 1e-9:
+                    break
+                if room(cls, usage, options, pos)[0] > 0:
+                    old = int(choice[cls.jobs[local]])
+                    take(cls, pos, usage, options)
+                    take(cls, old, usage, options, -1)
+                    choice[cls.jobs[local]] = pos
+                    can[old] = True
+                    break
+                can = room(cls, usage, options) > 0
 
 
 def _repair(options: Options, choice: IntArray, usage: Usage) -> None:
