@@ -87,7 +87,6 @@ class JobClass:
     """Jobs with identical options and prices up to the runtime scale ``scale``."""
 
     index: int
-    group: int  # classes of one group differ only in runtime window (same options)
     jobs: IntArray  # indices into snapshot.pending
     scale: FloatArray  # d_j, hours on the fastest allowed type (per job)
     wait: FloatArray  # wait_j: delay plus the job's reference cost (per job)
@@ -679,7 +678,6 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
         wait = delay + scale * (ref_terms[0] + ref_terms[1] + ref_terms[2]) + ref_terms[3]
         classes.append(JobClass(
             index=c,
-            group=base.index,
             jobs=members,
             scale=scale,
             wait=wait,

@@ -9,38 +9,50 @@ Estimate, formulate, solve, extract:
    tenant's quota ``q(c)``. Job ``j`` costs ``d_j a_c(o) + b_c(o)`` at ``o`` and ``W_j`` if
    it waits (one horizon of delay plus its cheapest option, since it will run eventually).
 
-2. **Formulate** the aggregated LP over columns ``(c, o)``, with ``\bar d_c`` and
-   ``\bar W_c`` the class means:
+2. **Formulate** the aggregated LP. Each LP row ``r`` is a class (or, for queues of at most
+   ``EXACT_JOBS`` jobs, a single job, so that every job has its exact costs); its jobs are
+   split into wait tiers ``t`` by cost of delay. With ``\bar d_r`` the mean runtime scale and
+   ``\bar W_{rt}`` the mean wait cost of a tier:
 
    .. math::
 
-       \min \sum_{c,o} (\bar d_c a_c(o) + b_c(o))\, x_{co} + \sum_c \bar W_c\, w_c
+       \min \sum_{r,o} (\bar d_r a_r(o) + b_r(o))\, x_{ro} + \sum_{r,t} \bar W_{rt}\, w_{rt}
        \text{ s.t. }
-       \sum_o x_{co} + w_c = n_c                          \quad \forall c        \; (\sigma_c)
-       \sum_{c,o: p(o)=p} g_c x_{co} \le A_p              \quad \forall p        \; (\pi_p)
-       \sum_{c,o: s(o)=s} k_c(o) x_{co} \le P_s           \quad \forall s \text{ capped}
-       \sum_{c: q(c)=q,\,o} g_c x_{co} \le Q_q             \quad \forall q
-       x, w \ge 0
+       \sum_o x_{ro} + \sum_t w_{rt} = n_r                \quad \forall r        \; (\sigma_r)
+       0 \le w_{rt} \le n_{rt}
+       \sum_{r,o: p(o)=p} g_r x_{ro} \le A_p              \quad \forall p        \; (\pi_p)
+       \sum_{r,o: s(o)=s} k_r(o) x_{ro} \le P_s           \quad \forall s \text{ capped}
+       \sum_{r: q(r)=q,\,o} g_r x_{ro} \le Q_q             \quad \forall q
+       x \ge 0
 
    ``A_p`` free accelerators, ``P_s`` power headroom, ``Q_q`` quota headroom. Its size grows
-   with classes and options, not jobs. It is solved by **column generation**: start from the
-   ``K`` cheapest options of each class, solve with GLOP, price every other option with the
-   duals (reduced cost ``\bar d_c a + b - \sigma_c + g_c \pi_p + k_c \pi_s + g_c \pi_q``),
-   add the negative ones, repeat until none is left (then the LP is solved over all options)
-   or the time limit.
+   with classes and options, not jobs. It is solved with GLOP by **column generation**: the
+   first round has the ``K`` cheapest options of each row plus the options a greedy pass
+   uses (the greedy pass routes the overflow, so the first LP is already close); each round
+   prices every option with the duals (reduced cost
+   ``\bar d_r a + b - \sigma_r + g_r \pi_p + k_r \pi_s + g_r \pi_q``) and adds the most
+   negative ones, until none is left, or ``LP + \sum_r n_r \min(0, \min_o rc_{ro})`` (a bound
+   on the full LP) is within ``LP_TOLERANCE``, or the round or time limit.
 
-3. **Round and repair**: ``floor(x)`` gangs of each class go to each option, longest jobs on
-   the options with the lowest ``a_c(o)``, most urgent jobs first. Every job still waiting
-   is then offered, most urgent first, the cheapest option that still has room, if that
-   beats waiting. The result never breaks a hard constraint: every placement is charged
-   against the remaining pool, power and quota before it is made.
+3. **Round, repair, improve**: ``floor(x)`` gangs of each row go to each option, the most
+   urgent jobs first, the longest of them on the options with the lowest ``a(o)``. Every job
+   still waiting is then offered the cheapest option that still has room, if that beats
+   waiting; then placed jobs move to a cheaper option that has room. Every placement is
+   charged against the remaining pool, power and quota before it is made, so the result
+   never breaks a hard constraint. The greedy pass's plan is kept instead on the rare
+   instance where it is cheaper.
 
 4. **Bound**: the Lagrangian bound of ``scheduler.core.solver.bound`` with the LP's duals,
    evaluated with every job's exact runtime, is a proven lower bound on any plan; the gap
    ``(objective - bound) / objective`` is reported with the plan.
 
-Determinism: the model is built in a fixed order and GLOP is deterministic; ``seed`` is
-passed to the solver for completeness.
+5. **Polish** (queues of at most ``POLISH_LITERALS`` job-option pairs): the exact integer
+   model in CP-SAT, warm-started from this plan (``scheduler.core.solver.polish``); its plan
+   replaces ours when cheaper and its proven bound replaces ours when higher.
+
+Determinism: the model is built in a fixed order, GLOP is deterministic and CP-SAT runs one
+worker under a deterministic time limit with the policy's seed. The only clock is the one a
+caller injects for timings and ``policy.solver.time_limit_s``.
 """
 
 from __future__ import annotations
