@@ -7,6 +7,7 @@ class (``JobClass.options``), or -1 for "wait".
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -109,15 +110,20 @@ def assemble(
     lower_bound: float,
     stats: Mapping[str, float] | None = None,
 ) -> Plan:
-    # Building 100k result objects triggers many generational GC passes that find nothing
-    # to free (every object is live); pausing the collector halves this phase.
-    paused = gc.isenabled()
+    with _gc_paused():
+        return _assemble(snapshot, options, choice, planner, solve_s, lower_bound, stats)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building 100k result objects triggers generational GC passes that find nothing to
+    free (every object is live); pausing the collector halves this phase."""
+    enabled = gc.isenabled()
     gc.disable()
     try:
-        return _assemble(snapshot, options, choice, planner=planner, solve_s=solve_s,
-                         lower_bound=lower_bound, stats=stats)
+        yield
     finally:
-        if paused:
+        if enabled:
             gc.enable()
 
 
@@ -125,7 +131,6 @@ def _assemble(
     snapshot: Snapshot,
     options: Options,
     choice: IntArray,
-    *,
     planner: str,
     solve_s: float,
     lower_bound: float,
