@@ -13,8 +13,9 @@ from scheduler.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "snapshot-china.json"
-POLICIES = sorted((ROOT / "policies").glob("**/*.yaml"))
-POLICY_FILES = [p for p in POLICIES if "topology" not in p.parts]
+# policy files: the top level and the examples (topologies and scenarios are other formats)
+POLICY_FILES = sorted([*(ROOT / "policies").glob("*.yaml"),
+                       *(ROOT / "policies" / "examples").glob("*.yaml")])
 
 runner = CliRunner()
 
