@@ -35,7 +35,7 @@ removes options a single gang could never use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,15 +44,16 @@ import numpy.typing as npt
 from scheduler.core.catalog import merged_catalog
 from scheduler.core.graph import SiteGraph
 from scheduler.core.ids import AcceleratorType, DatasetId, LocationId, SiteId, TenantId
-from scheduler.core.model import AcceleratorSpec, Job, Site, Snapshot, Tariff
+from scheduler.core.model import Job, Site, Snapshot
 from scheduler.core.plan import BlockReason, CostBreakdown
 from scheduler.core.policy.model import Policy
+from scheduler.core.speed import derive_runtimes, expand_allowed, runtime_per_type, speed_factors
+from scheduler.core.tariff import SECONDS_PER_HOUR, mean_tariff_multiplier
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-SECONDS_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,85 +139,6 @@ class Options:
     quotas: tuple[QuotaRow, ...]
     job_class: IntArray  # (J,) class index of each pending job
     job_position: IntArray  # (J,) position of each job inside its class
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def runtime_per_type(
-    job: Job,
-    types: Sequence[AcceleratorType],
-    speed: Mapping[AcceleratorType, float],
-) -> dict[AcceleratorType, float]:
-    """Estimated hours on each of ``types``: the job's own estimate where it gave one, else
-    derived from its estimates with relative speed factors (the fastest derivation wins)."""
-    return _derive({t: h for t, h in job.runtime_h.items() if h > 0}, types, speed)
-
-
-def _derive(
-    given: Mapping[AcceleratorType, float],
-    types: Sequence[AcceleratorType],
-    speed: Mapping[AcceleratorType, float],
-) -> dict[AcceleratorType, float]:
-    out: dict[AcceleratorType, float] = {}
-    for t in types:
-        if t in given:
-            out[t] = given[t]
-        elif given and speed.get(t, 0.0) > 0:
-            out[t] = min(h * speed.get(r, speed[t]) / speed[t] for r, h in given.items())
-    return out
-
-
-def speed_factors(
-    policy: Policy, catalog: Mapping[AcceleratorType, AcceleratorSpec]
-) -> dict[AcceleratorType, float]:
-    """Relative speed per type: the policy's factors, else catalog BF16 TFLOPS scaled so that
-    an A100 is 1.0."""
-    reference = catalog.get(AcceleratorType("A100-80G"))
-    base = reference.bf16_tflops if reference else 312.0
-    speed = {t: spec.bf16_tflops / base for t, spec in catalog.items() if spec.bf16_tflops > 0}
-    speed.update(policy.accelerators.speed)
-    return speed
-
-
-def expand_allowed(
-    allowed: frozenset[AcceleratorType], policy: Policy
-) -> frozenset[AcceleratorType]:
-    """Allowed types plus every type equivalent to one of them."""
-    out = set(allowed)
-    for group in policy.accelerators.equivalences:
-        if allowed & group:
-            out |= group
-    return frozenset(out)
-
-
-def mean_tariff_multiplier(tariff: Tariff, start_utc_s: float, hours: float) -> float:
-    """Mean time-of-use multiplier over ``hours`` from ``start_utc_s``."""
-    if hours <= 0:
-        return tariff.multiplier_at(_local_hour(tariff, start_utc_s))
-    start = _local_hour(tariff, start_utc_s)
-    days, rest = divmod(hours, 24.0)
-    total = days * _integral(tariff, 0.0, 24.0)
-    end = start + rest
-    if end <= 24.0:
-        total += _integral(tariff, start, end)
-    else:
-        total += _integral(tariff, start, 24.0) + _integral(tariff, 0.0, end - 24.0)
-    return total / hours
-
-
-def _local_hour(tariff: Tariff, utc_s: float) -> float:
-    return ((utc_s / SECONDS_PER_HOUR) + tariff.utc_offset_h) % 24.0
-
-
-def _integral(tariff: Tariff, lo: float, hi: float) -> float:
-    """Integral of the multiplier over local hours [lo, hi] within one day."""
-    total = hi - lo  # flat = 1.0 everywhere ...
-    for p in tariff.periods:  # ... corrected inside each period
-        overlap = min(hi, p.end_h) - max(lo, p.start_h)
-        if overlap > 0:
-            total += overlap * (p.multiplier - 1.0)
-    return total
 
 
 # --------------------------------------------------------------------------- grid
@@ -339,7 +261,7 @@ class _Estimator:
             return cached
         allowed = expand_allowed(gang.allowed_types, self.policy)
         types = self.grid.types
-        runtimes = _derive(dict(signature), types, self.speed)
+        runtimes = derive_runtimes(dict(signature), types, self.speed)
         type_ok = np.zeros(len(types), dtype=bool)
         runtime = np.full(len(types), np.inf)
         unpriced = []  # types the job could use but whose runtime nothing tells
