@@ -77,7 +77,8 @@ _MAX_ROUNDS = 12
 _ENTERING_PER_ROUND = 16
 LP_TOLERANCE = 0.002  # column generation stops within 0.2% of the full LP
 POLISH_LITERALS = 20_000  # exact CP-SAT polish up to this many (job, option) booleans
-POLISH_DETERMINISTIC_S = 1.0  # CP-SAT deterministic time units (roughly seconds of one core)
+POLISH_DETERMINISTIC_S = 1.0  # CP-SAT deterministic time units at most (~2.5 s wall here)
+POLISH_SHARE = 0.1  # ... and at most this share of policy.solver.time_limit_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +269,10 @@ def plan(
     # 5. Small queues: the exact integer model, warm-started from this plan.
     polish_status = "skipped"
     if 0 < literals(options) <= POLISH_LITERALS:
-        polished = polish(options, choice, deterministic_s=POLISH_DETERMINISTIC_S,
-                          seed=policy.solver.seed)
+        # bounded by the policy's time limit too: a simulator or a fast control loop asks
+        # for short cycles (deterministic units, so the result stays reproducible)
+        effort = min(POLISH_DETERMINISTIC_S, POLISH_SHARE * policy.solver.time_limit_s)
+        polished = polish(options, choice, deterministic_s=effort, seed=policy.solver.seed)
         if polished is not None:
             polish_status = polished.status
             bound = max(bound, polished.bound)
