@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck contracts pytest bench clean
+.PHONY: demo test check lint typecheck contracts pytest bench clean testbed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The local Kubernetes testbed (tools/testbed/build.py): builds etcd, kube-*, kwok, the KubeRay
+# operator and helm from Go modules into ~/.cache/isthmus/testbed/<version-key>/bin when
+# missing (a cold build takes long, see docs/testbed.md), reuses them when present.
+# ISTHMUS_SKIP_TESTBED=1 skips the build; the testbed tests then skip with that reason.
+testbed: $(STAMP)
+	@if [ -n "$$ISTHMUS_SKIP_TESTBED" ]; then echo "testbed: skipped (ISTHMUS_SKIP_TESTBED)"; \
+	else $(BIN)/python tools/testbed/build.py; fi
+
 # pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
-pytest: $(STAMP)
+pytest: $(STAMP) testbed
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

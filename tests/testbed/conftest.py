@@ -1,0 +1,52 @@
+"""A real local Kubernetes site (etcd, kube-apiserver, controller-manager, scheduler, kwok).
+
+The binaries come from ``make testbed`` (tools/testbed/build.py), which ``make test`` runs
+first; when they are absent these tests are skipped with that reason rather than failing, so a
+plain ``pytest`` on a machine without Go still passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from scheduler.testbed import versions
+from scheduler.testbed.site import DEFAULT_INVENTORY, Site, start_site
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = versions.missing_binaries()
+    if not missing:
+        return
+    skip = pytest.mark.skip(
+        reason=f"testbed binaries missing in {versions.bin_dir()} ({', '.join(missing)}): "
+        "run `make testbed`"
+    )
+    for item in items:
+        if item.get_closest_marker("testbed") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[Site]:
+    started = start_site("test-a", DEFAULT_INVENTORY)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(site: Site) -> Iterator[ApiClient]:
+    """An official ``kubernetes`` client for the site, configured from its kubeconfig file."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(site.kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as api_client:
+        yield api_client

@@ -1,0 +1,211 @@
+"""The testbed is a real control plane: nodes, CRD validation and scheduling all happen."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from scheduler.testbed import versions
+from scheduler.testbed.site import ACCELERATOR_LABEL, SITE_LABEL, NodePool, Site, start_site
+
+pytestmark = [
+    pytest.mark.testbed,
+    # The testbed's serving certificate is self-signed; its kubeconfig says so.
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
+
+
+def _wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rayjob(name: str) -> dict[str, Any]:
+    pod = {
+        "containers": [
+            {
+                "name": "ray",
+                "image": "rayproject/ray:2.49.0",
+                "resources": {"limits": {"nvidia.com/gpu": "8"}},
+            }
+        ],
+        "nodeSelector": {ACCELERATOR_LABEL: "H20"},
+    }
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": name, "labels": {"isthmus.io/job": name}},
+        "spec": {
+            "entrypoint": "python train.py",
+            "shutdownAfterJobFinishes": True,
+            "activeDeadlineSeconds": 3600,
+            "rayClusterSpec": {
+                "headGroupSpec": {"rayStartParams": {}, "template": {"spec": pod}},
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "h20",
+                        "replicas": 1,
+                        "minReplicas": 1,
+                        "maxReplicas": 1,
+                        "rayStartParams": {},
+                        "template": {"spec": pod},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def test_nodes_are_the_inventory(site: Site, kube: ApiClient) -> None:
+    nodes = client.CoreV1Api(kube).list_node(label_selector=f"{SITE_LABEL}={site.name}").items
+    products = Counter(n.metadata.labels[ACCELERATOR_LABEL] for n in nodes)
+    assert products == {"RTX4090-48G": 4, "H20": 2, "Ascend910B": 2}
+    for node in nodes:
+        product = node.metadata.labels[ACCELERATOR_LABEL]
+        resource = "huawei.com/Ascend910" if product == "Ascend910B" else "nvidia.com/gpu"
+        assert node.status.allocatable[resource] == "8"
+        assert node.metadata.annotations["kwok.x-k8s.io/node"] == "fake"
+        ready = [c for c in node.status.conditions if c.type == "Ready"]
+        assert ready and ready[0].status == "True"
+
+
+def test_rayjob_accepted_against_the_real_crd(kube: ApiClient) -> None:
+    api = client.CustomObjectsApi(kube)
+    created = api.create_namespaced_custom_object(
+        "ray.io", "v1", "default", "rayjobs", _rayjob("ok")
+    )
+    assert created["metadata"]["uid"]
+    got = api.get_namespaced_custom_object("ray.io", "v1", "default", "rayjobs", "ok")
+    assert got["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["groupName"] == "h20"
+    api.delete_namespaced_custom_object("ray.io", "v1", "default", "rayjobs", "ok")
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate"),
+    [
+        ("entrypoint not a string", lambda s: s.update(entrypoint=42)),
+        (
+            "worker group without groupName",
+            lambda s: s["rayClusterSpec"]["workerGroupSpecs"][0].pop("groupName"),
+        ),
+        (
+            "head group without template",
+            lambda s: s["rayClusterSpec"]["headGroupSpec"].pop("template"),
+        ),
+    ],
+)
+def test_malformed_rayjob_rejected(kube: ApiClient, case: str, mutate: Any) -> None:
+    body = _rayjob("bad")
+    mutate(body["spec"])
+    with pytest.raises(ApiException) as err:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            "ray.io", "v1", "default", "rayjobs", body
+        )
+    assert err.value.status == 422, case
+
+
+def test_pod_scheduled_onto_a_kwok_node_of_the_requested_accelerator(
+    site: Site, kube: ApiClient
+) -> None:
+    core = client.CoreV1Api(kube)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "on-ascend"},
+        "spec": {
+            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B"},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "example.invalid/none",
+                    "resources": {"limits": {"huawei.com/Ascend910": "8"}},
+                }
+            ],
+        },
+    }
+    core.create_namespaced_pod("default", pod)
+    try:
+        running = _wait_for(
+            "the pod to be scheduled and Running",
+            lambda: (
+                (p := core.read_namespaced_pod("on-ascend", "default")).status.phase == "Running"
+                and p
+            ),
+        )
+        node = core.read_node(running.spec.node_name)
+        assert node.metadata.labels[ACCELERATOR_LABEL] == "Ascend910B"
+        assert node.metadata.labels[SITE_LABEL] == site.name
+    finally:
+        core.delete_namespaced_pod("on-ascend", "default", grace_period_seconds=0)
+
+
+def test_kuberay_operator_places_the_rayclusters_pods_on_the_planned_accelerator(
+    site: Site, kube: ApiClient
+) -> None:
+    site.start_kuberay_operator()
+    custom = client.CustomObjectsApi(kube)
+    core = client.CoreV1Api(kube)
+    custom.create_namespaced_custom_object(
+        "ray.io", "v1", "default", "rayjobs", _rayjob("with-operator")
+    )
+    try:
+        cluster = _wait_for(
+            "the operator to create the RayCluster",
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    "ray.io", "v1", "default", "rayjobs", "with-operator"
+                )
+                .get("status", {})
+                .get("rayClusterName")
+            ),
+            timeout=60,
+        )
+
+        def placed() -> list[Any]:
+            pods = core.list_namespaced_pod("default", label_selector=f"ray.io/cluster={cluster}")
+            bound = [p for p in pods.items if p.spec.node_name]
+            return bound if len(bound) == 2 else []  # the head and one worker
+
+        for pod in _wait_for("the head and worker pods to be scheduled", placed, timeout=60):
+            node = core.read_node(pod.spec.node_name)
+            assert node.metadata.labels[ACCELERATOR_LABEL] == "H20", pod.metadata.name
+    finally:
+        custom.delete_namespaced_custom_object(
+            "ray.io", "v1", "default", "rayjobs", "with-operator"
+        )
+
+
+def test_second_site_is_independent_and_stop_leaves_nothing(site: Site) -> None:
+    other = start_site("test-b", [NodePool(1, "H20")])
+    try:
+        assert other.server != site.server and other.etcd_url != site.etcd_url
+        nodes = other.api().request("GET", "/api/v1/nodes")["items"]
+        assert [n["metadata"]["name"] for n in nodes] == ["test-b-h20-0"]
+    finally:
+        other.stop()
+    assert not any(other.alive().values())
+    assert not other.workdir.exists()
+    assert all(site.alive().values())
+
+
+def test_binaries_report_the_pinned_version() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [str(versions.bin_dir() / "kube-apiserver"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == f"Kubernetes {versions.KUBERNETES}"
