@@ -81,10 +81,10 @@ Inventory = Sequence[NodePool]
 
 DEFAULT_INVENTORY: tuple[NodePool, ...] = (
     NodePool(4, "RTX4090-48G", labels=(("nvidia.com/gpu.product", "NVIDIA-GeForce-RTX-4090-48G"),)),
-    NodePool(2, "H20", labels=(("nvidia.com/gpu.product", "NVIDIA-H20"),)),
+    NodePool(2, "H20-96G", labels=(("nvidia.com/gpu.product", "NVIDIA-H20"),)),
     NodePool(
         2,
-        "Ascend910B",
+        "Ascend910B-64G",
         resource="huawei.com/Ascend910",
         labels=(("accelerator", "huawei-Ascend910"),),
     ),

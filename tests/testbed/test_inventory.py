@@ -20,12 +20,12 @@ def test_default_inventory_nodes() -> None:
     nodes = node_manifests("a", DEFAULT_INVENTORY)
     assert Counter(n["metadata"]["labels"][ACCELERATOR_LABEL] for n in nodes) == {
         "RTX4090-48G": 4,
-        "H20": 2,
-        "Ascend910B": 2,
+        "H20-96G": 2,
+        "Ascend910B-64G": 2,
     }
     names = [n["metadata"]["name"] for n in nodes]
-    assert len(set(names)) == len(names) and "a-ascend910b-1" in names
-    ascend = next(n for n in nodes if n["metadata"]["name"] == "a-ascend910b-0")
+    assert len(set(names)) == len(names) and "a-ascend910b-64g-1" in names
+    ascend = next(n for n in nodes if n["metadata"]["name"] == "a-ascend910b-64g-0")
     assert ascend["status"]["allocatable"]["huawei.com/Ascend910"] == "8"
     assert "nvidia.com/gpu" not in ascend["status"]["allocatable"]
     assert all(n["metadata"]["annotations"][KWOK_ANNOTATION] == "fake" for n in nodes)
@@ -34,7 +34,7 @@ def test_default_inventory_nodes() -> None:
 @pytest.mark.parametrize(
     ("pool", "name"),
     [
-        (NodePool(1, "H20"), "s-h20-0"),
+        (NodePool(1, "H20-96G"), "s-h20-96g-0"),
         (NodePool(1, "RTX4090_48G.x"), "s-rtx4090-48g-x-0"),
     ],
 )

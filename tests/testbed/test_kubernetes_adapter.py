@@ -37,7 +37,7 @@ def _wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _dispatch(job_id: str, tenant: str = "acme", accelerator: str = "H20") -> Dispatch:
+def _dispatch(job_id: str, tenant: str = "acme", accelerator: str = "H20-96G") -> Dispatch:
     acc = AcceleratorType(accelerator)
     job = Job(JobId(job_id), TenantId(tenant), Gang(2, 8, frozenset({acc})), {acc: 1.0}, 0.0)
     placement = Placement(job.id, SiteId("test-a"), acc, 16, 1.0, CostBreakdown())
@@ -79,7 +79,7 @@ def test_inventory_subtracts_requests_of_running_pods(
 
     def available() -> int:
         pools = {p.type: p for p in adapter.inventory()}
-        return pools[AcceleratorType("Ascend910B")].available
+        return pools[AcceleratorType("Ascend910B-64G")].available
 
     before = available()
     pod = {
@@ -87,7 +87,7 @@ def test_inventory_subtracts_requests_of_running_pods(
         "kind": "Pod",
         "metadata": {"name": "holds-ascend"},
         "spec": {
-            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B"},
+            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B-64G"},
             "containers": [
                 {
                     "name": "c",
@@ -119,7 +119,7 @@ def test_submit_creates_one_rayjob_accepted_by_the_crd(
         assert got["metadata"]["labels"]["isthmus.io/attempt"] == "0"
         workers = got["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
         assert workers["replicas"] == 2
-        assert workers["template"]["spec"]["nodeSelector"] == {ACCELERATOR_LABEL: "H20"}
+        assert workers["template"]["spec"]["nodeSelector"] == {ACCELERATOR_LABEL: "H20-96G"}
         listed = custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, label_selector="isthmus.io/job=submit-twice"
         )

@@ -40,7 +40,7 @@ def _rayjob(name: str) -> dict[str, Any]:
                 "resources": {"limits": {"nvidia.com/gpu": "8"}},
             }
         ],
-        "nodeSelector": {ACCELERATOR_LABEL: "H20"},
+        "nodeSelector": {ACCELERATOR_LABEL: "H20-96G"},
     }
     return {
         "apiVersion": "ray.io/v1",
@@ -70,10 +70,10 @@ def _rayjob(name: str) -> dict[str, Any]:
 def test_nodes_are_the_inventory(site: Site, kube: ApiClient) -> None:
     nodes = client.CoreV1Api(kube).list_node(label_selector=f"{SITE_LABEL}={site.name}").items
     products = Counter(n.metadata.labels[ACCELERATOR_LABEL] for n in nodes)
-    assert products == {"RTX4090-48G": 4, "H20": 2, "Ascend910B": 2}
+    assert products == {"RTX4090-48G": 4, "H20-96G": 2, "Ascend910B-64G": 2}
     for node in nodes:
         product = node.metadata.labels[ACCELERATOR_LABEL]
-        resource = "huawei.com/Ascend910" if product == "Ascend910B" else "nvidia.com/gpu"
+        resource = "huawei.com/Ascend910" if product == "Ascend910B-64G" else "nvidia.com/gpu"
         assert node.status.allocatable[resource] == "8"
         assert node.metadata.annotations["kwok.x-k8s.io/node"] == "fake"
         ready = [c for c in node.status.conditions if c.type == "Ready"]
@@ -124,7 +124,7 @@ def test_pod_scheduled_onto_a_kwok_node_of_the_requested_accelerator(
         "kind": "Pod",
         "metadata": {"name": "on-ascend"},
         "spec": {
-            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B"},
+            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B-64G"},
             "containers": [
                 {
                     "name": "c",
@@ -144,7 +144,7 @@ def test_pod_scheduled_onto_a_kwok_node_of_the_requested_accelerator(
             ),
         )
         node = core.read_node(running.spec.node_name)
-        assert node.metadata.labels[ACCELERATOR_LABEL] == "Ascend910B"
+        assert node.metadata.labels[ACCELERATOR_LABEL] == "Ascend910B-64G"
         assert node.metadata.labels[SITE_LABEL] == site.name
     finally:
         core.delete_namespaced_pod("on-ascend", "default", grace_period_seconds=0)
@@ -179,7 +179,7 @@ def test_kuberay_operator_places_the_rayclusters_pods_on_the_planned_accelerator
 
         for pod in _wait_for("the head and worker pods to be scheduled", placed, timeout=60):
             node = core.read_node(pod.spec.node_name)
-            assert node.metadata.labels[ACCELERATOR_LABEL] == "H20", pod.metadata.name
+            assert node.metadata.labels[ACCELERATOR_LABEL] == "H20-96G", pod.metadata.name
     finally:
         custom.delete_namespaced_custom_object(
             "ray.io", "v1", "default", "rayjobs", "with-operator"
@@ -187,11 +187,11 @@ def test_kuberay_operator_places_the_rayclusters_pods_on_the_planned_accelerator
 
 
 def test_second_site_is_independent_and_stop_leaves_nothing(site: Site) -> None:
-    other = start_site("test-b", [NodePool(1, "H20")])
+    other = start_site("test-b", [NodePool(1, "H20-96G")])
     try:
         assert other.server != site.server and other.etcd_url != site.etcd_url
         nodes = other.api().request("GET", "/api/v1/nodes")["items"]
-        assert [n["metadata"]["name"] for n in nodes] == ["test-b-h20-0"]
+        assert [n["metadata"]["name"] for n in nodes] == ["test-b-h20-96g-0"]
     finally:
         other.stop()
     assert not any(other.alive().values())
