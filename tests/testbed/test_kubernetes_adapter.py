@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,21 +18,12 @@ from scheduler.core.ids import AcceleratorType, JobId, SiteId, TenantId
 from scheduler.core.model import Gang, Job
 from scheduler.core.plan import CostBreakdown, Placement
 from scheduler.testbed.site import ACCELERATOR_LABEL, DEFAULT_INVENTORY, Site, free_port
+from tests.testbed.helpers import accelerator_pod, wait_for
 
 pytestmark = [
     pytest.mark.testbed,
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]
-
-
-def _wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _dispatch(job_id: str, tenant: str = "acme", accelerator: str = "H20-96G") -> Dispatch:
@@ -82,27 +71,13 @@ def test_inventory_subtracts_requests_of_running_pods(
         return pools[AcceleratorType("Ascend910B-64G")].available
 
     before = available()
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "holds-ascend"},
-        "spec": {
-            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B-64G"},
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "example.invalid/none",
-                    "resources": {"limits": {"huawei.com/Ascend910": "3"}},
-                }
-            ],
-        },
-    }
+    pod = accelerator_pod("holds-ascend", "Ascend910B-64G", "huawei.com/Ascend910", 3)
     core.create_namespaced_pod("default", pod)
     try:
-        _wait_for("the pod to be bound", lambda: available() == before - 3)
+        wait_for("the pod to be bound", lambda: available() == before - 3)
     finally:
         core.delete_namespaced_pod("holds-ascend", "default", grace_period_seconds=0)
-    _wait_for("the accelerators to come back", lambda: available() == before)
+    wait_for("the accelerators to come back", lambda: available() == before)
 
 
 def test_submit_creates_one_rayjob_accepted_by_the_crd(

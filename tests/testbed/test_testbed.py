@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -13,22 +12,13 @@ from kubernetes.client.exceptions import ApiException
 
 from scheduler.testbed import versions
 from scheduler.testbed.site import ACCELERATOR_LABEL, SITE_LABEL, NodePool, Site, start_site
+from tests.testbed.helpers import accelerator_pod, wait_for
 
 pytestmark = [
     pytest.mark.testbed,
     # The testbed's serving certificate is self-signed; its kubeconfig says so.
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]
-
-
-def _wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rayjob(name: str) -> dict[str, Any]:
@@ -119,24 +109,10 @@ def test_pod_scheduled_onto_a_kwok_node_of_the_requested_accelerator(
     site: Site, kube: ApiClient
 ) -> None:
     core = client.CoreV1Api(kube)
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "on-ascend"},
-        "spec": {
-            "nodeSelector": {ACCELERATOR_LABEL: "Ascend910B-64G"},
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "example.invalid/none",
-                    "resources": {"limits": {"huawei.com/Ascend910": "8"}},
-                }
-            ],
-        },
-    }
+    pod = accelerator_pod("on-ascend", "Ascend910B-64G", "huawei.com/Ascend910", 8)
     core.create_namespaced_pod("default", pod)
     try:
-        running = _wait_for(
+        running = wait_for(
             "the pod to be scheduled and Running",
             lambda: (
                 (p := core.read_namespaced_pod("on-ascend", "default")).status.phase == "Running"
@@ -160,7 +136,7 @@ def test_kuberay_operator_places_the_rayclusters_pods_on_the_planned_accelerator
         "ray.io", "v1", "default", "rayjobs", _rayjob("with-operator")
     )
     try:
-        cluster = _wait_for(
+        cluster = wait_for(
             "the operator to create the RayCluster",
             lambda: (
                 custom.get_namespaced_custom_object(
@@ -177,7 +153,7 @@ def test_kuberay_operator_places_the_rayclusters_pods_on_the_planned_accelerator
             bound = [p for p in pods.items if p.spec.node_name]
             return bound if len(bound) == 2 else []  # the head and one worker
 
-        for pod in _wait_for("the head and worker pods to be scheduled", placed, timeout=60):
+        for pod in wait_for("the head and worker pods to be scheduled", placed, timeout=60):
             node = core.read_node(pod.spec.node_name)
             assert node.metadata.labels[ACCELERATOR_LABEL] == "H20-96G", pod.metadata.name
     finally:
