@@ -19,8 +19,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from scheduler.core.ids import JobId, TenantId
 from scheduler.core.model import AcceleratorPool, Job
@@ -132,12 +133,51 @@ class SiteAdapter(Protocol):
         ...
 
 
+class LogsUnavailable(LookupError):
+    """The site has no logs for a dispatch; the message says why (not started, deleted, ...)."""
+
+
+@runtime_checkable
+class SupportsLogs(Protocol):
+    """An adapter that can read a dispatch's driver log."""
+
+    def logs(self, dispatch_name: str, *, follow: bool = False) -> Iterator[str]:
+        """The log as chunks of text; with ``follow``, keeps yielding until the dispatch ends.
+
+        Raises ``LogsUnavailable`` with the reason when there is nothing to read.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsPreemption(Protocol):
+    """An adapter that can suspend a dispatch (freeing its accelerators) and resume it."""
+
+    def suspend(self, dispatch_name: str) -> None: ...
+
+    def resume(self, dispatch_name: str) -> None: ...
+
+
+class AdapterFactory(Protocol):
+    """What the ``isthmus.adapters`` entry point of an adapter resolves to.
+
+    ``config`` is the site's adapter section of the service configuration (plain YAML values);
+    a bad value raises ``ValueError`` naming the key.
+    """
+
+    def __call__(self, name: str, config: Mapping[str, Any]) -> SiteAdapter: ...
+
+
 __all__ = [
     "MAX_DISPATCH_NAME",
+    "AdapterFactory",
     "Dispatch",
     "DispatchState",
     "DispatchStatus",
     "Health",
+    "LogsUnavailable",
     "SiteAdapter",
+    "SupportsLogs",
+    "SupportsPreemption",
     "dispatch_name",
 ]
