@@ -133,6 +133,18 @@ class SiteAdapter(Protocol):
         ...
 
 
+class AdapterError(RuntimeError):
+    """A site operation failed; the message says what and why."""
+
+
+class SiteUnreachable(AdapterError):
+    """The site did not answer (or answered 5xx) after the adapter's own retries: transient."""
+
+
+class DispatchConflict(AdapterError):
+    """A dispatch with this name exists at the site but belongs to another job: never adopt it."""
+
+
 class LogsUnavailable(LookupError):
     """The site has no logs for a dispatch; the message says why (not started, deleted, ...)."""
 
@@ -170,13 +182,16 @@ class AdapterFactory(Protocol):
 
 __all__ = [
     "MAX_DISPATCH_NAME",
+    "AdapterError",
     "AdapterFactory",
     "Dispatch",
+    "DispatchConflict",
     "DispatchState",
     "DispatchStatus",
     "Health",
     "LogsUnavailable",
     "SiteAdapter",
+    "SiteUnreachable",
     "SupportsLogs",
     "SupportsPreemption",
     "dispatch_name",
