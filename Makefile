@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck contracts pytest bench clean testbed
+.PHONY: demo test check lint typecheck contracts pytest bench clean testbed postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,16 @@ testbed: $(STAMP)
 	@if [ -n "$$ISTHMUS_SKIP_TESTBED" ]; then echo "testbed: skipped (ISTHMUS_SKIP_TESTBED)"; \
 	else $(BIN)/python tools/testbed/build.py; fi
 
+# The PostgreSQL server binaries for the store tests (tools/postgres.py, docs/postgres.md): found
+# via pg_config or /usr/lib/postgresql/<newest>/bin; when missing, installs Debian's `postgresql`
+# (apt-get, needs root; not root: says what to run and fails). The tests start their own private
+# server on 127.0.0.1 (tests/postgres.py), never the Debian cluster service.
+# ISTHMUS_SKIP_POSTGRES=1 skips this; the postgres tests then skip (fail when CI=true).
+postgres: $(STAMP)
+	$(BIN)/python tools/postgres.py install
+
 # pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
-pytest: $(STAMP) testbed
+pytest: $(STAMP) testbed postgres
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
