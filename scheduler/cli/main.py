@@ -14,13 +14,21 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-commands live in their own modules; each exposes ``register(app)``.
-    from scheduler.cli import demo_cmd, plan_cmd, policy_cmd, simulate_cmd, testbed_cmd
+    from scheduler.cli import (
+        demo_cmd,
+        plan_cmd,
+        policy_cmd,
+        serve_cmd,
+        simulate_cmd,
+        testbed_cmd,
+    )
 
     policy_cmd.register(app)
     plan_cmd.register(app)
     demo_cmd.register(app)
     testbed_cmd.register(app)
     simulate_cmd.register(app)
+    serve_cmd.register(app)
 
 
 _register()

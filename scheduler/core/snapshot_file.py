@@ -424,6 +424,11 @@ def parse_topology(text: str, source: str) -> Topology:
     )
 
 
+def dataset_from_doc(doc: DatasetDoc) -> Dataset:
+    """A validated dataset entry (of a snapshot or the service configuration) as a core value."""
+    return _dataset(doc)
+
+
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the snapshot file."""
     schema = SnapshotDoc.model_json_schema()
@@ -904,11 +909,14 @@ def _job_json(job: Job, when: Callable[[float], str | float]) -> dict[str, Any]:
 
 
 __all__ = [
+    "DatasetDoc",
     "Problem",
     "SnapshotDoc",
     "SnapshotError",
     "Topology",
+    "TenantDoc",
     "TopologyDoc",
+    "dataset_from_doc",
     "format_path",
     "json_schema",
     "parse_snapshot",
