@@ -51,7 +51,7 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _principal(
+async def _principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     who: Principal | None = request.app.state.auth.principal(authorization)
@@ -60,7 +60,7 @@ def _principal(
     return who
 
 
-def _operator(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+async def _operator(who: Annotated[Principal, Depends(_principal)]) -> Principal:
     if not who.operator:
         raise ApiError(403, "operators only")
     return who

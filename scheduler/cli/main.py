@@ -15,6 +15,7 @@ app = typer.Typer(
 def _register() -> None:
     # Sub-commands live in their own modules; each exposes ``register(app)``.
     from scheduler.cli import (
+        compare_cmd,
         demo_cmd,
         plan_cmd,
         policy_cmd,
@@ -26,6 +27,7 @@ def _register() -> None:
     policy_cmd.register(app)
     plan_cmd.register(app)
     demo_cmd.register(app)
+    compare_cmd.register(app)
     testbed_cmd.register(app)
     simulate_cmd.register(app)
     serve_cmd.register(app)

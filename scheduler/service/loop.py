@@ -83,6 +83,7 @@ class LoopSettings:
     refused_backoff_s: float = 30.0
     planner: str | None = None  # overrides the policy's planner
     workers: int = 8  # threads for adapter calls (refresh, dispatch, reconcile)
+    min_gap_s: float = 0.1  # shortest time from one cycle's start to the next
 
 
 class ControlLoop:
@@ -116,6 +117,14 @@ class ControlLoop:
         self._jobs: dict[str, Job] = {}  # core Job per id: specs never change, parse once
         self._backoff: dict[str, float] = {}  # job id -> not planned again before this instant
         self._noted: dict[str, tuple[str, str]] = {}  # last wait reason written per job
+        # Site health as stored (a restart resumes it): failed checks in a row, down or not.
+        self._failures: dict[str, int] = {}
+        for name, record in store.site_records().items():
+            if name in self.sites:
+                self.sites[name].down = record.down
+                self._failures[name] = record.failures
+        # Sites that may hold copies of abandoned attempts, to stop when they answer.
+        self._cleanup_sites: set[str] = set(store.sites_with_cleanups())
 
     # ------------------------------------------------------------------ running
 
@@ -126,11 +135,17 @@ class ControlLoop:
     def run(self, stop: threading.Event, *, is_leader: Callable[[], bool] = lambda: True) -> None:
         """Cycle until ``stop`` is set; only while ``is_leader()`` (see the HA notes)."""
         while not stop.is_set():
+            began = time.monotonic()
             if is_leader():
                 try:
                     self.cycle()
                 except Exception:  # a bug or a broken store: log it, keep the service alive
                     log.exception("control loop cycle failed")
+            # Woken early by a submission, but never more often than every min_gap_s: under a
+            # stream of submissions each cycle takes a batch instead of one job at a time.
+            rest = self.settings.min_gap_s - (time.monotonic() - began)
+            if rest > 0:
+                stop.wait(rest)
             self._wake.wait(self.settings.cycle_s)
             self._wake.clear()
 
@@ -178,18 +193,24 @@ class ControlLoop:
             else:
                 health, pools = result
             was_down = runtime.down
-            record = self.store.record_health(
-                runtime.name, ok=health.ok, reason=health.reason, now=now,
-                down_after=self.settings.down_after,
-            )
-            runtime.health, runtime.down = health, record.down
+            if health.ok and not was_down and not self._failures.get(runtime.name):
+                down = False  # healthy and was healthy: nothing to write
+            else:
+                record = self.store.record_health(
+                    runtime.name, ok=health.ok, reason=health.reason, now=now,
+                    down_after=self.settings.down_after,
+                )
+                self._failures[runtime.name] = record.failures
+                down = record.down
+            runtime.health, runtime.down = health, down
             if pools is not None:
                 runtime.pools = pools
-            if record.down and not was_down:
+            if down and not was_down:
                 log.warning("site %s is down: %s", runtime.name, health.reason)
                 report.requeued += self._site_lost(runtime, now, health.reason)
-            elif was_down and not record.down:
+            elif was_down and not down:
                 log.info("site %s is back", runtime.name)
+                self._cleanup_sites.add(runtime.name)
 
     @staticmethod
     def _check(runtime: SiteRuntime) -> tuple[Health, tuple[AcceleratorPool, ...] | None]:
@@ -215,6 +236,7 @@ class ControlLoop:
                 if done is not None:
                     self.store.requeue_cleanup(job.id, job.attempt)
                 continue
+            self._cleanup_sites.add(runtime.name)
             if self.store.requeue(
                 job.id, job.attempt, now=now, reason=SITE_DOWN,
                 message=f"site {runtime.name} is down ({reason}); placing a new attempt",
@@ -385,10 +407,14 @@ class ControlLoop:
             elif move.to.is_terminal():
                 report.finished += 1
                 self._forget(move.job_id)
-        for runtime in self.sites.values():
-            if runtime.down:
+        for name in sorted(self._cleanup_sites):
+            runtime = self.sites.get(name)
+            if runtime is None or runtime.down:
                 continue
-            for attempt in self.store.cleanups(runtime.name):
+            left = self.store.cleanups(name)
+            if not left:
+                self._cleanup_sites.discard(name)
+            for attempt in left:
                 try:
                     runtime.adapter.cancel(attempt.dispatch_name)
                 except Exception as err:  # retried next cycle

@@ -1,4 +1,4 @@
-"""``isthmus plan`` and ``isthmus demo`` through the real command line (CliRunner)."""
+"""``isthmus plan`` and ``isthmus compare`` through the real command line (CliRunner)."""
 
 from __future__ import annotations
 
@@ -194,16 +194,16 @@ def test_policy_picks_the_planner(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["planner"] == "first-fit"  # --baseline wins
 
 
-# --------------------------------------------------------------------------- demo
+# --------------------------------------------------------------------------- compare
 
 
-def test_demo_compares_every_planner() -> None:
-    result = invoke("demo")
+def test_compare_runs_every_planner() -> None:
+    result = invoke("compare")
     assert result.exit_code == 0, result.output
     for name in ("optimizer", "local-only", "first-fit", "greedy-cheapest",
                  "spread-by-capacity", "east", "west", "gap"):
         assert name in result.stdout, name
 
 
-def test_demo_with_a_missing_snapshot(tmp_path: Path) -> None:
-    assert_bad_input(invoke("demo", "--snapshot", str(tmp_path / "x.json")), "not found")
+def test_compare_with_a_missing_snapshot(tmp_path: Path) -> None:
+    assert_bad_input(invoke("compare", "--snapshot", str(tmp_path / "x.json")), "not found")

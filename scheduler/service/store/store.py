@@ -556,6 +556,11 @@ class Store:
         with self.engine.connect() as conn:
             return [_attempt(r) for r in conn.execute(query)]
 
+    def sites_with_cleanups(self) -> list[str]:
+        query = select(attempts.c.site).where(attempts.c.cleanup_pending.is_(True)).distinct()
+        with self.engine.connect() as conn:
+            return [r.site for r in conn.execute(query)]
+
     def requeue_cleanup(self, job_id: str, attempt: int) -> None:
         """Remember to stop this attempt's copy at its site once the site answers again."""
         with self.engine.begin() as conn:
