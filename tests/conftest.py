@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite.
 
+``ray_head``: a real local Ray head for the session (scheduler/demo/ray_head.py).
 ``postgres``: a private PostgreSQL server for the session (tests/postgres.py). ``make test``
 installs the server binaries first (``make postgres``); when they are absent the tests that use
 it are skipped with that reason, except under CI=true, where they fail instead.
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scheduler.demo.ray_head import RayHead, start_ray_head
 from tests.postgres import (
     PostgresServer,
     find_bin_dir,
@@ -62,3 +64,23 @@ def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
     digest = hashlib.sha1(module.encode()).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9_]+", "_", module.lower())
     return postgres.create_database(f"m{digest}_{slug}"[:63])
+
+
+# One real local Ray head for the session (scheduler/demo/ray_head.py), with two custom
+# resources that count accelerators the way a site operator declares them: ``RTX4090-48G``
+# (named like the core catalog's type) and ``gpu_l40s`` (a site's own name, mapped to
+# ``L40S-48G`` in the adapter's configuration).
+RAY_HEAD_RESOURCES = {"RTX4090-48G": 8.0, "gpu_l40s": 4.0}
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
+    """A running Ray head (dashboard at ``.dashboard_url``), stopped to its last process."""
+    pytest.importorskip(
+        "ray.job_submission", reason="ray is not installed: pip install 'ray[default]'"
+    )
+    head = start_ray_head(tmp_path_factory.mktemp("ray-head"), RAY_HEAD_RESOURCES)
+    try:
+        yield head
+    finally:
+        head.stop()
