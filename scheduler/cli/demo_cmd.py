@@ -28,7 +28,7 @@ def demo(
     jobs: Annotated[int, typer.Option(min=1, max=2000, help="Jobs to submit.")] = 40,
     spread: Annotated[float, typer.Option(min=0, help="Seconds over which they arrive.")] = 20.0,
     speedup: Annotated[float, typer.Option(
-        min=1, help="Simulated sites run this many seconds of work per second.")] = 120.0,
+        min=1, help="Simulated sites run this many seconds of work per second.")] = 240.0,
     seed: Annotated[int, typer.Option(help="Workload seed.")] = 7,
     ray: Annotated[bool, typer.Option("--ray/--no-ray",
                                       help="Run a local Ray head as the Shanghai site.")] = True,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -170,6 +170,15 @@ class SupportsPreemption(Protocol):
     def resume(self, dispatch_name: str) -> None: ...
 
 
+@runtime_checkable
+class SupportsWatch(Protocol):
+    """An adapter that notices site changes itself (watches) and can wake the control loop."""
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (cheap, thread-safe) after the site's inventory changed."""
+        ...
+
+
 class AdapterFactory(Protocol):
     """What the ``isthmus.adapters`` entry point of an adapter resolves to.
 
@@ -194,5 +203,6 @@ __all__ = [
     "SiteUnreachable",
     "SupportsLogs",
     "SupportsPreemption",
+    "SupportsWatch",
     "dispatch_name",
 ]

@@ -49,7 +49,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 class DemoOptions:
     jobs: int = 40
     spread_s: float = 20.0
-    speedup: float = 120.0
+    speedup: float = 240.0
     seed: int = 7
     ray: bool = True
     port: int = 0

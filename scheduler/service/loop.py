@@ -32,6 +32,7 @@ from scheduler.core.adapter import (
     DispatchStatus,
     Health,
     SiteUnreachable,
+    SupportsWatch,
 )
 from scheduler.core.ids import AcceleratorType, JobId, SiteId
 from scheduler.core.model import AcceleratorPool, Dataset, Job, RunningJob, Site, Snapshot, Tenant
@@ -123,6 +124,10 @@ class ControlLoop:
             if name in self.sites:
                 self.sites[name].down = record.down
                 self._failures[name] = record.failures
+        # Adapters that watch their site wake the loop when it changes.
+        for runtime in self.sites.values():
+            if isinstance(runtime.adapter, SupportsWatch):
+                runtime.adapter.on_change(self.wake)
         # Sites that may hold copies of abandoned attempts, to stop when they answer.
         self._cleanup_sites: set[str] = set(store.sites_with_cleanups())
 
