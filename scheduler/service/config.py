@@ -12,6 +12,8 @@ Example (paths are relative to the file)::
     datasets:
       - {id: scans, size_gb: 800, replicas: [guiyang], residency: {regions: [Guizhou]}}
     tenants: [{id: acme, home_region: Shanghai}]
+    leader_election:          # optional: replicas share a Lease; only its holder runs the loop
+      lease: isthmus-leader   # also namespace, kubeconfig (default in-cluster), lease_duration_s
     sites:                    # a site not listed here is `simulated` with its topology pools
       zhangjiakou: {adapter: ray, address: "http://127.0.0.1:8265"}
 
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from scheduler.core.ids import TenantId
 from scheduler.core.model import Dataset, Tenant
 from scheduler.core.snapshot_file import DatasetDoc, TenantDoc, dataset_from_doc, format_path
+from scheduler.service.leader import LeaseSettings, default_identity, default_namespace
 
 OPERATOR = "operator"
 
@@ -71,6 +74,20 @@ class SiteAdapterDoc(BaseModel):
     adapter: str = Field(min_length=1)
 
 
+class LeaderElectionDoc(_Doc):
+    lease: str = Field(default="isthmus-leader", min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, description="default: $ISTHMUS_NAMESPACE")
+    kubeconfig: str | None = Field(default=None, description="default: in-cluster account")
+    lease_duration_s: float = Field(default=10.0, ge=2, le=300)
+    renew_every_s: float = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> LeaderElectionDoc:
+        if self.renew_every_s >= self.lease_duration_s / 2:
+            raise ValueError("renew_every_s must be under half of lease_duration_s")
+        return self
+
+
 class ConfigDoc(_Doc):
     topology: str
     policy: str | None = None
@@ -85,6 +102,7 @@ class ConfigDoc(_Doc):
     datasets: list[DatasetDoc] = []
     tenants: list[TenantDoc] = []
     sites: dict[str, SiteAdapterDoc] = {}
+    leader_election: LeaderElectionDoc | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +130,7 @@ class ServiceConfig:
     datasets: tuple[Dataset, ...] = ()
     tenants: tuple[Tenant, ...] = ()
     sites: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    leader_election: LeaseSettings | None = None
 
 
 def _problems(source: str, err: ValidationError) -> str:
@@ -180,6 +199,15 @@ def load_config(path: Path, *, database: str | None = None) -> ServiceConfig:
         datasets=tuple(dataset_from_doc(d) for d in doc.datasets),
         tenants=tuple(Tenant(TenantId(t.id), t.home_region) for t in doc.tenants),
         sites={name: s.model_dump() for name, s in doc.sites.items()},
+        leader_election=None if doc.leader_election is None else LeaseSettings(
+            lease=doc.leader_election.lease,
+            namespace=doc.leader_election.namespace or default_namespace(),
+            identity=default_identity(),
+            lease_duration_s=doc.leader_election.lease_duration_s,
+            renew_every_s=doc.leader_election.renew_every_s,
+            kubeconfig=str(base / doc.leader_election.kubeconfig)
+            if doc.leader_election.kubeconfig else None,
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from scheduler.core.policy.load import parse_policy
 from scheduler.core.snapshot_file import Topology, parse_topology
 from scheduler.service.config import ServiceConfig
 from scheduler.service.jobs import ACTIVE, JobRecord, JobSpec, JobState
+from scheduler.service.leader import LeaseElector
 from scheduler.service.loop import ControlLoop, LoopSettings
 from scheduler.service.policy_state import PolicyState, PolicyVersion
 from scheduler.service.sites import SiteRuntime, build_sites
@@ -64,6 +65,7 @@ class Service:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.elector: LeaseElector | None = None
         self.catalog = merged_catalog(topology.accelerators)
         self._datasets = {str(d.id) for d in config.datasets}
         self._locations = {str(loc.id) for loc in topology.locations}
@@ -84,15 +86,22 @@ class Service:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, *, is_leader: Callable[[], bool] = lambda: True) -> None:
-        """Run the control loop in a background thread."""
+    def start(self) -> None:
+        """Run the control loop in a background thread (with leader election: only while this
+        replica holds the Lease)."""
         if self._thread is not None:
             return
+        if self.config.leader_election is not None and self.elector is None:
+            self.elector = LeaseElector(self.config.leader_election)
+            self.elector.start()
         self._thread = threading.Thread(
-            target=self.loop.run, args=(self._stop,), kwargs={"is_leader": is_leader},
+            target=self.loop.run, args=(self._stop,), kwargs={"is_leader": self.is_leader},
             name="isthmus-loop", daemon=True,
         )
         self._thread.start()
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,6 +109,8 @@ class Service:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self.elector is not None:
+            self.elector.stop()  # releases the Lease: a follower takes over at once
         self.loop.close()
         for runtime in self.sites.values():
             close = getattr(runtime.adapter, "close", None)
@@ -109,8 +120,9 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Ready once the loop has completed a cycle (sites checked, queue planned)."""
-        return self.loop.cycles > 0
+        """Ready once the loop has completed a cycle (sites checked, queue planned); a
+        follower replica (not holding the Lease) is ready at once: it serves the API."""
+        return self.loop.cycles > 0 or not self.is_leader()
 
     # ------------------------------------------------------------------ jobs
 
