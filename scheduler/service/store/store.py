@@ -118,12 +118,12 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _job(row: Row[Any]) -> JobRecord:
+def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
     m = row._mapping
     return JobRecord(
         id=m["id"],
         tenant=m["tenant"],
-        spec=JobSpec.from_json(m["spec"]),
+        spec=spec if spec is not None else JobSpec.from_json(m["spec"]),
         state=JobState(m["state"]),
         submitted_at=m["submitted_at"],
         updated_at=m["updated_at"],
@@ -219,11 +219,17 @@ _ATTEMPT_STATE_UPDATE = (
 _EVENT = insert(events)
 
 
+_NO_SPEC = [c for c in jobs.c if c.name != "spec"]
+_SPECS = select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_SPEC_CACHE_MAX = 500_000
+
+
 class Store:
     """The service's state. Thread-safe: each call is its own transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._specs: dict[str, JobSpec] = {}  # unfinished jobs' specs (immutable)
         self._submit_lock = threading.Lock()
 
     @classmethod
@@ -346,10 +352,23 @@ class Store:
             return [_job(r) for r in conn.execute(query)]
 
     def jobs_in(self, states: Collection[JobState]) -> list[JobRecord]:
-        """Every job in ``states`` (the loop's queue and active set), in submission order."""
-        query = select(jobs).where(jobs.c.state.in_([s.value for s in states])).order_by(jobs.c.id)
+        """Every job in ``states`` (the loop's queue and active set), in submission order.
+
+        Specs never change, so they are read (and parsed) once per job and kept while the
+        job is unfinished: the loop reads its queue and active set every cycle.
+        """
+        query = (select(*_NO_SPEC).where(jobs.c.state.in_([s.value for s in states]))
+                 .order_by(jobs.c.id))
         with self.engine.connect() as conn:
-            return [_job(r) for r in conn.execute(query)]
+            rows = conn.execute(query).all()
+            missing = [r.id for r in rows if r.id not in self._specs]
+            for i in range(0, len(missing), 500):
+                for row in conn.execute(_SPECS, {"ids": missing[i : i + 500]}):
+                    self._specs[row.id] = JobSpec.from_json(row.spec)
+        if len(self._specs) > _SPEC_CACHE_MAX:
+            self._specs.clear()  # rare: far more unfinished jobs than any real queue
+            return self.jobs_in(states)
+        return [_job(r, self._specs[r.id]) for r in rows]
 
     def count_by_state(self) -> dict[JobState, int]:
         query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
@@ -457,6 +476,8 @@ class Store:
         row = conn.execute(statement, params).first()
         if row is None:
             return None
+        if t.to.is_terminal():
+            self._specs.pop(t.job_id, None)
         attempt_state = _ATTEMPT_STATE.get(t.to)
         if attempt_state is not None and t.attempt > 0:
             conn.execute(_ATTEMPT_STATE_UPDATE, {
