@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -43,8 +44,16 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.problems = status, message, field, problems
 
 
+# pydantic names the member of a union (``float | dict[...]``) in an error's location; the
+# user's field is the path without it.
+_UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|dict\[.*\]|list\[.*\]|constrained-\w+|"
+                           r"function-\w+.*|tagged-union\[.*\])$")
+_FIELD_IN_MESSAGE = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]-]*): (?P<message>.+)$", re.S)
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in {"body", "query", "path", "header"}]
+    parts = [str(p) for p in loc if p not in {"body", "query", "path", "header"}
+             and not _UNION_MEMBER.match(str(p))]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
@@ -101,13 +110,17 @@ def create_app(service: Service, *, batcher: SubmitBatcher | None = None) -> Fas
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        problems = []
+        problems: list[dict[str, str]] = []
         for e in err.errors():
             where = _field(tuple(e.get("loc", ())))
-            msg = str(e.get("msg", "invalid"))
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
             if e.get("type") == "json_invalid":
                 msg = f"invalid JSON: {e.get('ctx', {}).get('error', msg)}"
-            problems.append({"field": where, "message": msg})
+            named = _FIELD_IN_MESSAGE.match(msg)
+            if named and not where:  # a whole-body check names its field in its message
+                where, msg = named["field"], named["message"]
+            if not any(p["field"] == where for p in problems):  # one per field (unions)
+                problems.append({"field": where, "message": msg})
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
         text = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         body = ErrorOut(message=text, field=first["field"] or None, problems=problems)

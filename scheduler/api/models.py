@@ -55,7 +55,7 @@ class JobSubmit(_Body):
         total = self.gang.workers * self.gang.accelerators_per_worker
         if total > MAX_ACCELERATORS:
             raise ValueError(
-                f"gang asks for {total} accelerators; the limit is {MAX_ACCELERATORS}")
+                f"gang: asks for {total} accelerators; the limit is {MAX_ACCELERATORS}")
         runtimes = self.runtime_h if isinstance(self.runtime_h, dict) else {"_": self.runtime_h}
         for key, hours in runtimes.items():
             if not 0 < hours <= 24 * 366:

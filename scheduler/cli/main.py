@@ -15,6 +15,7 @@ app = typer.Typer(
 def _register() -> None:
     # Sub-commands live in their own modules; each exposes ``register(app)``.
     from scheduler.cli import (
+        client_cmd,
         compare_cmd,
         demo_cmd,
         plan_cmd,
@@ -31,6 +32,7 @@ def _register() -> None:
     testbed_cmd.register(app)
     simulate_cmd.register(app)
     serve_cmd.register(app)
+    client_cmd.register(app)
 
 
 _register()

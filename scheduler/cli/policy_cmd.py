@@ -97,4 +97,22 @@ def schema() -> None:
     typer.echo(json.dumps(policy_json_schema(), indent=2, ensure_ascii=False))
 
 
+@policy_app.command("dry-run")
+def dry_run(
+    file: Annotated[Path, typer.Argument(help="Policy file to try.", show_default=False)],
+    url: Annotated[str, typer.Option("--url", envvar="ISTHMUS_URL",
+                                     help="Isthmus server.")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option("--token", envvar="ISTHMUS_TOKEN",
+                                              show_default=False,
+                                              help="The operator's bearer token.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """What would move if FILE were the policy of the running server now. Changes nothing."""
+    from scheduler.cli.client_cmd import policy_dry_run
+
+    if _load(file) is None:  # problems as FILE:LINE:COL before anything is sent
+        raise typer.Exit(EXIT_INVALID)
+    policy_dry_run(file, url=url, token=token, as_json=as_json)
+
+
 __all__ = ["register"]

@@ -86,13 +86,14 @@ def test_an_idempotency_key_makes_a_retry_return_the_same_job(client: TestClient
                         "allowed_types": ["H20-96G"]}), "gang.accelerators_per_worker",
          "greater than"),
         (job_body(gang={"workers": 4096, "accelerators_per_worker": 64,
-                        "allowed_types": ["H20-96G"]}), "", "limit is 65536"),
+                        "allowed_types": ["H20-96G"]}), "gang", "limit is 65536"),
         (job_body(gang={"workers": 1, "accelerators_per_worker": 8,
                         "allowed_types": ["B200"]}), "gang.allowed_types[0]",
          "unknown accelerator type"),
         (job_body(datasets=["nowhere"]), "datasets[0]", "unknown dataset"),
         (job_body(user_location="mars"), "user_location", "unknown location"),
-        (job_body(runtime_h=-1), "", "must be > 0"),
+        (job_body(runtime_h=-1), "runtime_h", "must be > 0"),
+        (job_body(runtime_h="abc"), "runtime_h", "valid number"),
         (job_body(colour="blue"), "colour", "Extra inputs"),
         ({"name": "x"}, "entrypoint", "required"),
         (job_body(deadline="next tuesday"), "deadline", "datetime"),
@@ -242,7 +243,8 @@ def test_health_is_open_and_metrics_need_no_token(client: TestClient) -> None:
 
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers(-10**12, 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=3),
