@@ -34,6 +34,7 @@ from scheduler.core.plan import Plan
 from scheduler.core.solver import plan as optimize
 from scheduler.demo.ray_head import RayHead, start_ray_head
 from scheduler.demo.workload import RESIDENT_DATASET, TENANTS, demo_jobs
+from scheduler.sdk import Client, IsthmusError
 from scheduler.service.config import load_config
 from scheduler.service.service import Service
 
@@ -170,18 +171,32 @@ def _baselines(service: Service, bodies: list[tuple[str, dict[str, Any]]],
 
 def _submitter(stack: Stack, bodies: list[tuple[str, dict[str, Any]]], spread_s: float,
                ids: list[str], errors: list[str], stop: threading.Event) -> None:
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    """Each tenant submits its jobs with the Python SDK, as a user would."""
+    clients = {t: Client(stack.url, tok) for t, tok in stack.tokens.items()}
+    try:
         for n, (tenant, body) in enumerate(bodies):
             if stop.is_set():
                 return
-            r = client.post("/v1/jobs", json=body, headers={
-                "Authorization": f"Bearer {stack.tokens[tenant]}",
-                "Idempotency-Key": f"demo-{n}"})
-            if r.status_code in (200, 201):
-                ids.append(r.json()["id"])
-            else:
-                errors.append(f"{body['name']}: {r.status_code} {r.json().get('message')}")
+            gang = body["gang"]
+            try:
+                job = clients[tenant].submit(
+                    name=body["name"], entrypoint=body["entrypoint"],
+                    workers=gang["workers"],
+                    accelerators_per_worker=gang["accelerators_per_worker"],
+                    allowed_types=gang["allowed_types"], runtime_h=body["runtime_h"],
+                    priority=body.get("priority", 0), datasets=body.get("datasets", ()),
+                    user_location=body.get("user_location"),
+                    max_latency_ms=body.get("max_latency_ms"),
+                    checkpointable=body.get("checkpointable", False),
+                    idempotency_key=f"demo-{n}",
+                )
+                ids.append(job.id)
+            except IsthmusError as err:
+                errors.append(f"{body['name']}: {err}")
             stop.wait(spread_s / max(1, len(bodies)))
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 def _view(stack: Stack, client: httpx.Client, ids: list[str], total: int,
