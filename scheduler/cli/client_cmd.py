@@ -339,7 +339,7 @@ def submit(
         "--checkpointable/--no-checkpointable", help="Resumes from a checkpoint.",
         show_default=False)] = None,
     home_region: Annotated[str | None, typer.Option(
-        help="The region the job must stay in.", show_default=False)] = None,
+        help="Region the job comes from (default: its tenant's).", show_default=False)] = None,
     max_runtime_h: Annotated[float | None, typer.Option(
         help="Hard limit: the site stops the job after this many hours.",
         show_default=False)] = None,
