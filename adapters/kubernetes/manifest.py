@@ -2,7 +2,10 @@
 
 The object selects exactly the planned accelerator type: every pod carries a nodeSelector on
 the product label, and each worker requests ``accelerators_per_worker`` units of the type's
-extended resource (``nvidia.com/gpu`` or ``huawei.com/Ascend910``).
+extended resource (``nvidia.com/gpu`` or ``huawei.com/Ascend910``). Every pod tolerates the
+``NoSchedule`` taints accelerator nodes commonly carry — the resource's own
+(``nvidia.com/gpu``, ``huawei.com/Ascend910``) and KWOK's (``kwok.x-k8s.io/node``) — plus any
+the site's configuration adds; the nodeSelector, not the tolerations, decides where pods go.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scheduler.core.adapter import Dispatch
@@ -35,6 +39,7 @@ DEFAULT_IMAGE = "rayproject/ray:2.49.0"
 SAFETY_FACTOR = 2.0  # activeDeadlineSeconds = estimated runtime x this ...
 MIN_DEADLINE_S = 600  # ... and never less than this
 NAMESPACE_PREFIX = "isthmus-"
+KWOK_TAINT = "kwok.x-k8s.io/node"
 
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DNS_UNSAFE = re.compile(r"[^a-z0-9-]+")
@@ -60,13 +65,25 @@ def label_value(value: str) -> str:
     return f"{clean[:54].strip('-_.')}-{_digest(value)}".lstrip("-")
 
 
-def namespace_for(tenant: str) -> str:
-    """The namespace holding a tenant's RayJobs: ``isthmus-<tenant>`` as a DNS-1123 label."""
+def namespace_for(tenant: str, prefix: str = NAMESPACE_PREFIX) -> str:
+    """The namespace holding a tenant's RayJobs: ``<prefix><tenant>`` as a DNS-1123 label."""
     slug = _DNS_UNSAFE.sub("-", tenant.lower()).strip("-")
-    room = 63 - len(NAMESPACE_PREFIX)
+    room = 63 - len(prefix)
     if slug != tenant or len(slug) > room:
         slug = f"{slug[: room - 9].strip('-')}-{_digest(tenant)}".lstrip("-")
-    return NAMESPACE_PREFIX + slug
+    return prefix + slug
+
+
+def tolerations_for(
+    accelerator: str, extra: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """What a pod of this accelerator type tolerates: the resource's and KWOK's ``NoSchedule``
+    taints (any value), then ``extra`` from the site's configuration."""
+    base = [
+        {"key": resource_name(accelerator), "operator": "Exists", "effect": "NoSchedule"},
+        {"key": KWOK_TAINT, "operator": "Exists", "effect": "NoSchedule"},
+    ]
+    return base + [dict(t) for t in extra if dict(t) not in base]
 
 
 def dispatch_labels(dispatch: Dispatch) -> dict[str, str]:
@@ -83,12 +100,18 @@ def active_deadline_seconds(runtime_h: float, safety: float = SAFETY_FACTOR) -> 
 
 
 def rayjob_manifest(
-    dispatch: Dispatch, *, image: str = DEFAULT_IMAGE, safety: float = SAFETY_FACTOR
+    dispatch: Dispatch,
+    *,
+    image: str = DEFAULT_IMAGE,
+    safety: float = SAFETY_FACTOR,
+    namespace_prefix: str = NAMESPACE_PREFIX,
+    tolerations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``ray.io/v1`` RayJob that runs ``dispatch`` on its planned accelerator type."""
     placement, gang = dispatch.placement, dispatch.job.gang
     accelerator = str(placement.accelerator)
     selector = {ACCELERATOR_LABEL: accelerator}
+    tolerated = tolerations_for(accelerator, tolerations)
     labels = dispatch_labels(dispatch)
 
     def pod(resources: dict[str, str]) -> dict[str, Any]:
@@ -97,7 +120,11 @@ def rayjob_manifest(
             container["resources"] = {"requests": resources, "limits": resources}
         return {
             "metadata": {"labels": dict(labels)},
-            "spec": {"containers": [container], "nodeSelector": dict(selector)},
+            "spec": {
+                "containers": [container],
+                "nodeSelector": dict(selector),
+                "tolerations": [dict(t) for t in tolerated],
+            },
         }
 
     per_worker = {resource_name(accelerator): str(gang.accelerators_per_worker)}
@@ -106,7 +133,7 @@ def rayjob_manifest(
         "kind": "RayJob",
         "metadata": {
             "name": dispatch.name,
-            "namespace": namespace_for(dispatch.tenant),
+            "namespace": namespace_for(dispatch.tenant, namespace_prefix),
             "labels": labels,
             "annotations": {
                 JOB_ID_ANNOTATION: dispatch.job.id,
@@ -140,6 +167,8 @@ __all__ = [
     "ASCEND_NPU",
     "ATTEMPT_LABEL",
     "JOB_LABEL",
+    "KWOK_TAINT",
+    "NAMESPACE_PREFIX",
     "NVIDIA_GPU",
     "TENANT_LABEL",
     "active_deadline_seconds",
@@ -147,4 +176,5 @@ __all__ = [
     "namespace_for",
     "rayjob_manifest",
     "resource_name",
+    "tolerations_for",
 ]

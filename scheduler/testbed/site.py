@@ -16,6 +16,7 @@ its Stage files from the module cache, then the inventory's fake GPU nodes (wait
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -55,6 +56,9 @@ KWOK_STAGES = (
 )
 
 
+NODE_LEASE_S = 40  # a kubelet's default
+
+
 class TestbedError(RuntimeError):
     """The testbed could not be built or started; the message says which part and why."""
 
@@ -71,6 +75,8 @@ class NodePool:
     memory: str = "1024Gi"
     pods: str = "110"
     labels: tuple[tuple[str, str], ...] = ()
+    # (key, value, effect) taints, e.g. ("nvidia.com/gpu", "present", "NoSchedule")
+    taints: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -124,7 +130,14 @@ def node_manifests(site: str, inventory: Inventory) -> list[dict[str, Any]]:
                             "node.alpha.kubernetes.io/ttl": "0",
                         },
                     },
-                    "spec": {},
+                    "spec": {
+                        "taints": [
+                            {"key": key, "value": value, "effect": effect}
+                            for key, value, effect in pool.taints
+                        ]
+                    }
+                    if pool.taints
+                    else {},
                     "status": {"capacity": resources, "allocatable": resources},
                 }
             )
@@ -144,6 +157,8 @@ class Process:
     argv0: str
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    argv: tuple[str, ...] = ()  # how it was started, so that it can be started again
+    env: dict[str, str] | None = None
 
     def alive(self) -> bool:
         if self.popen is not None:
@@ -155,12 +170,13 @@ class Process:
         # Guard against a recycled pid: it must still be our binary.
         return cmdline.split(b"\0", 1)[0] == self.argv0.encode()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, kill: bool = False) -> None:
+        """SIGTERM (SIGKILL with ``kill``, as a crash would) to its group; SIGKILL if it lingers."""
         if not self.alive():
             self._reap()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
+            os.killpg(self.pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.alive():
             time.sleep(0.05)
@@ -200,28 +216,55 @@ class Site:
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def start_kuberay_operator(self, timeout: float = 120.0) -> None:
+    def process(self, name: str) -> Process:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise TestbedError(f"site {self.name} has no process {name!r}")
+
+    def stop_apiserver(self, *, kill: bool = True) -> None:
+        """Stop only kube-apiserver (SIGKILL by default, as a crash): etcd and the rest stay."""
+        self.process("kube-apiserver").stop(kill=kill)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again, same flags and port, and wait for /readyz."""
+        old = self.process("kube-apiserver")
+        if old.alive():
+            return
+        new = _spawn(old.name, list(old.argv), self.workdir, old.env)
+        self.processes[self.processes.index(old)] = new
+        api = self.api()
+        _wait(
+            "kube-apiserver /readyz after a restart",
+            lambda: api.request("GET", "/readyz") == "ok",
+            [new],
+            timeout,
+        )
+
+    def start_kuberay_operator(
+        self, timeout: float = 120.0, *, watch_namespaces: Sequence[str] = ()
+    ) -> None:
         """Run the real KubeRay operator against this site (it also needs the RayService CRD).
 
         Not started by default. Under kwok it creates each RayJob's RayCluster and pods, which
         kube-scheduler places on the fake nodes, but no Ray process ever runs, so the job's own
         status never reaches SUCCEEDED; tests write the status themselves for that.
+        ``watch_namespaces`` limits it to those namespaces (default: all), so that tests which
+        write RayJob status themselves elsewhere are left alone.
         """
         _install_crds(self.api(), kuberay_crd_paths(("ray.io_rayservices.yaml",)), timeout)
         probe = free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        proc = _spawn(
-            "ray-operator",
-            [
-                _binary("ray-operator"),
-                f"--metrics-addr=127.0.0.1:{free_port()}",
-                f"--health-probe-bind-address=127.0.0.1:{probe}",
-                "--enable-leader-election=false",
-                "--log-stdout-encoder=console",
-            ],
-            self.workdir,
-            env,
-        )
+        argv = [
+            _binary("ray-operator"),
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{probe}",
+            "--enable-leader-election=false",
+            "--log-stdout-encoder=console",
+        ]
+        if watch_namespaces:
+            argv.append(f"--watch-namespace={','.join(watch_namespaces)}")
+        proc = _spawn("ray-operator", argv, self.workdir, env)
         self.processes.append(proc)
 
         def ready() -> bool:
@@ -339,7 +382,7 @@ def _spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() signals the group
         )
-    return Process(name, popen.pid, argv[0], log, popen)
+    return Process(name, popen.pid, argv[0], log, popen, tuple(argv), env)
 
 
 def _openssl(*args: str) -> None:
@@ -408,21 +451,27 @@ def start_site(
     *,
     workdir: Path | None = None,
     timeout: float = 120.0,
+    node_lease_s: int = NODE_LEASE_S,
 ) -> Site:
-    """Start one site and return when its nodes are Ready; on failure nothing is left running."""
+    """Start one site and return when its nodes are Ready; on failure nothing is left running.
+
+    ``node_lease_s`` is the simulated kubelets' lease: kwok renews every node's Lease each
+    quarter of it, so with thousands of nodes a longer lease (the controller-manager's grace
+    period follows it) keeps the heartbeats from eating a small machine's control plane.
+    """
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix=f"isthmus-{name}-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
     site = Site(name, root, "", "", root / "kubeconfig", "", owns_workdir=owns)
     try:
-        _start(site, inventory, timeout)
+        _start(site, inventory, timeout, node_lease_s)
     except BaseException:
         site.stop()
         raise
     return site
 
 
-def _start(site: Site, inventory: Inventory, timeout: float) -> None:
+def _start(site: Site, inventory: Inventory, timeout: float, node_lease_s: int) -> None:
     root = site.workdir
     # 1. Credentials: an admin token and the service-account signing key.
     site.token = secrets.token_hex(24)
@@ -508,6 +557,9 @@ def _start(site: Site, inventory: Inventory, timeout: float) -> None:
                 f"--secure-port={free_port()}",
                 f"--service-account-private-key-file={sa_key}",
                 "--use-service-account-credentials=false",
+                # A node is NotReady once its Lease is this old (default 50 s; kwok renews at
+                # a quarter of the lease).
+                f"--node-monitor-grace-period={max(50, node_lease_s + 10)}s",
             ],
             root,
         )
@@ -538,18 +590,19 @@ def _start(site: Site, inventory: Inventory, timeout: float) -> None:
                 f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                "--node-lease-duration-seconds=40",
+                f"--node-lease-duration-seconds={node_lease_s}",
                 f"--server-address=127.0.0.1:{free_port()}",
             ],
             root,
         )
     )
 
-    # 7. The inventory's nodes; kwok marks them Ready.
-    names = []
-    for node in node_manifests(site.name, inventory):
-        names.append(node["metadata"]["name"])
-        api.create("/api/v1/nodes", node)
+    # 7. The inventory's nodes (created 8 at a time: thousands for the benchmark); kwok marks
+    # them Ready.
+    nodes = node_manifests(site.name, inventory)
+    names = [node["metadata"]["name"] for node in nodes]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda node: api.create("/api/v1/nodes", node), nodes))
 
     def nodes_ready() -> bool:
         listed = api.request("GET", f"/api/v1/nodes?labelSelector={SITE_LABEL}%3D{site.name}")

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from adapters.kubernetes.manifest import namespace_for
 from scheduler.testbed import versions
 from scheduler.testbed.site import DEFAULT_INVENTORY, Site, start_site
+from tests.testbed.helpers import OPERATED_TENANT
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -50,3 +52,15 @@ def kube(site: Site) -> Iterator[ApiClient]:
     config.load_kube_config(config_file=str(site.kubeconfig), client_configuration=configuration)
     with client.ApiClient(configuration) as api_client:
         yield api_client
+
+
+@pytest.fixture(scope="session")
+def operator(site: Site) -> list[str]:
+    """The real KubeRay operator on the session's site, watching only the namespaces returned.
+
+    Tests that write a RayJob's status themselves (as the operator would) use other namespaces,
+    so the operator never overwrites them. It runs until the site stops.
+    """
+    namespaces = ["default", namespace_for(OPERATED_TENANT)]
+    site.start_kuberay_operator(watch_namespaces=namespaces)
+    return namespaces

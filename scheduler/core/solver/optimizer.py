@@ -78,6 +78,7 @@ _ENTERING_PER_ROUND = 16
 LP_TOLERANCE = 0.002  # column generation stops within 0.2% of the full LP
 POLISH_LITERALS = 20_000  # exact CP-SAT polish up to this many (job, option) booleans
 POLISH_DETERMINISTIC_S = 1.0  # CP-SAT deterministic time units at most (~2.5 s wall here)
+PROVEN_GAP = 1e-9  # relative: a plan this close to its bound is optimal (float noise aside)
 POLISH_SHARE = 0.1  # ... and at most this share of policy.solver.time_limit_s
 
 
@@ -268,7 +269,10 @@ def plan(
 
     # 5. Small queues: the exact integer model, warm-started from this plan.
     polish_status = "skipped"
-    if 0 < literals(options) <= POLISH_LITERALS:
+    proven = _total(options, choice) - bound <= PROVEN_GAP * max(1.0, abs(bound))
+    if proven:
+        polish_status = "OPTIMAL"  # the bound already meets the plan: nothing to polish
+    elif 0 < literals(options) <= POLISH_LITERALS:
         # bounded by the policy's time limit too: a simulator or a fast control loop asks
         # for short cycles (deterministic units, so the result stays reproducible)
         effort = min(POLISH_DETERMINISTIC_S, POLISH_SHARE * policy.solver.time_limit_s)

@@ -222,6 +222,10 @@ _EVENT = insert(events)
 _NO_SPEC = [c for c in jobs.c if c.name != "spec"]
 _SPECS = select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _SPEC_CACHE_MAX = 500_000
+_BY_KEYS = select(jobs).where(
+    jobs.c.tenant == bindparam("tenant"),
+    jobs.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
 
 
 class Store:
@@ -263,6 +267,7 @@ class Store:
     def _submit(self, conn: Connection, batch: Sequence[NewJob], now: float) -> list[Submitted]:
         out: list[Submitted | None] = [None] * len(batch)
         rows: list[dict[str, Any]] = []
+        earlier = self._earlier_keys(conn, batch)
         seen: dict[tuple[str, str], int] = {}
         for i, new in enumerate(batch):
             digest = spec_hash(new.spec)
@@ -271,11 +276,7 @@ class Store:
                 if key in seen:
                     out[i] = out[seen[key]]
                     continue
-                existing = conn.execute(
-                    select(jobs).where(
-                        jobs.c.tenant == new.tenant, jobs.c.idempotency_key == new.idempotency_key
-                    )
-                ).first()
+                existing = earlier.get(key)
                 if existing is not None:
                     if existing._mapping["spec_hash"] != digest:
                         raise IdempotencyConflict(
@@ -311,6 +312,7 @@ class Store:
                 "idempotency_key": new.idempotency_key,
                 "version": 1,
             })
+            self._specs[job_id] = new.spec
             out[i] = Submitted(record, created=True)
         if rows:
             conn.execute(insert(jobs), rows)
@@ -321,6 +323,22 @@ class Store:
         result = [s for s in out if s is not None]
         assert len(result) == len(batch)
         return result
+
+    @staticmethod
+    def _earlier_keys(
+        conn: Connection, batch: Sequence[NewJob]
+    ) -> dict[tuple[str, str], Row[Any]]:
+        """Jobs already stored under the batch's idempotency keys: one query per tenant."""
+        keys: dict[str, list[str]] = {}
+        for new in batch:
+            if new.idempotency_key is not None:
+                keys.setdefault(new.tenant, []).append(new.idempotency_key)
+        found: dict[tuple[str, str], Row[Any]] = {}
+        for tenant, names in keys.items():
+            for i in range(0, len(names), 500):
+                for row in conn.execute(_BY_KEYS, {"tenant": tenant, "keys": names[i : i + 500]}):
+                    found[(tenant, row._mapping["idempotency_key"])] = row
+        return found
 
     # ------------------------------------------------------------------ read
 
