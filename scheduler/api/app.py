@@ -149,10 +149,9 @@ def create_app(service: Service, *, batcher: SubmitBatcher | None = None) -> Fas
     async def submit(
         body: JobSubmit,
         who: Who,
-        response: Response,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
         tenant: Annotated[str | None, Query(max_length=63)] = None,
-    ) -> JobOut:
+    ) -> Response:
         """Submit a job. With an ``Idempotency-Key`` header a retried request returns the job
         the first one created (200) instead of creating another."""
         if who.operator:
@@ -175,9 +174,10 @@ def create_app(service: Service, *, batcher: SubmitBatcher | None = None) -> Fas
             result = await submits.submit(NewJob(owner, spec, idempotency_key))
         except IdempotencyConflict as err:
             raise ApiError(409, str(err), field="Idempotency-Key") from None
-        if not result.created:
-            response.status_code = 200
-        return JobOut.of(result.job)
+        # Serialized here, once (the hot path: FastAPI would validate the model again).
+        return Response(JobOut.of(result.job).model_dump_json(),
+                        status_code=201 if result.created else 200,
+                        media_type="application/json")
 
     @app.get("/v1/jobs", response_model=JobPage, tags=["jobs"])
     def list_jobs(

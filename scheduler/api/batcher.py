@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from concurrent.futures import Future
+from typing import Any
 
 from scheduler.service.service import Service
 from scheduler.service.store import IdempotencyConflict, NewJob, Submitted
 
 _STOP = object()
+_Item = tuple[NewJob, "asyncio.Future[Submitted]", asyncio.AbstractEventLoop]
 
 
 class SubmitBatcher:
@@ -29,9 +30,10 @@ class SubmitBatcher:
         self._thread.start()
 
     async def submit(self, new: NewJob) -> Submitted:
-        future: Future[Submitted] = Future()
-        self._queue.put((new, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Submitted] = loop.create_future()
+        self._queue.put((new, future, loop))
+        return await future
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -54,25 +56,39 @@ class SubmitBatcher:
                 batch.append(more)
             self._flush(batch)  # type: ignore[arg-type]
 
-    def _flush(self, batch: list[tuple[NewJob, Future[Submitted]]]) -> None:
+    def _flush(self, batch: list[_Item]) -> None:
+        outcomes: list[Submitted | BaseException]
         try:
-            results = self.service.submit_many([new for new, _ in batch])
+            outcomes = list(self.service.submit_many([new for new, _, _ in batch]))
         except IdempotencyConflict:
             # One request's key clashes: commit the others, fail only that one.
-            for new, future in batch:
+            outcomes = []
+            for new, _, _ in batch:
                 try:
-                    future.set_result(self.service.submit(new))
+                    outcomes.append(self.service.submit(new))
                 except Exception as err:
-                    future.set_exception(err)
-            return
+                    outcomes.append(err)
         except Exception as err:
-            for _, future in batch:
-                future.set_exception(err)
-            return
-        self.batches += 1
-        self.submitted += len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            outcomes = [err] * len(batch)
+        else:
+            self.batches += 1
+            self.submitted += len(batch)
+        # One hop to each event loop per batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+        for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, pairs in by_loop.items():
+            loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _resolve(pairs: list[tuple[Any, Any]]) -> None:
+    for future, outcome in pairs:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 __all__ = ["SubmitBatcher"]

@@ -28,28 +28,27 @@ class _ServiceCollector:
         submitted = CounterMetricFamily("isthmus_api_submissions", "Jobs accepted by this API")
         submitted.add_metric([], self.batcher.submitted)
         yield submitted
-        loop = self.service.loop
+        summary = self.service.plan_summary()  # the leading replica's loop, via the store
         cycles = CounterMetricFamily("isthmus_loop_cycles", "Control-loop cycles completed")
-        cycles.add_metric([], loop.cycles)
+        cycles.add_metric([], summary["cycles"])
         yield cycles
-        if loop.last_report is not None:
+        last = summary.get("last_cycle")
+        if last:
             phase = GaugeMetricFamily("isthmus_loop_phase_seconds",
                                       "Duration of each phase of the last cycle", labels=["phase"])
-            for name, seconds in loop.last_report.phase_s.items():
+            for name, seconds in last["phase_s"].items():
                 phase.add_metric([name], seconds)
             yield phase
-        if loop.last_plan is not None:
+        if summary.get("gap") is not None:
             gap = GaugeMetricFamily("isthmus_plan_gap", "Gap of the last plan to its bound")
-            gap.add_metric([], loop.last_plan.gap)
+            gap.add_metric([], summary["gap"])
             yield gap
         up = GaugeMetricFamily("isthmus_site_up", "1 if the site is up", labels=["site"])
         util = GaugeMetricFamily("isthmus_site_utilisation", "Busy accelerators / total",
                                  labels=["site"])
-        for name, runtime in self.service.sites.items():
-            up.add_metric([name], 0.0 if runtime.down else 1.0)
-            total = sum(p.count for p in runtime.pools)
-            free = sum(p.available for p in runtime.pools)
-            util.add_metric([name], (total - free) / total if total else 0.0)
+        for site in self.service.site_views():
+            up.add_metric([site["name"]], 1.0 if site["up"] else 0.0)
+            util.add_metric([site["name"]], site["utilisation"])
         yield up
         yield util
 

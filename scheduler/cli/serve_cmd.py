@@ -2,8 +2,10 @@
 
     isthmus serve --config policies/service/local.yaml --port 8000
 
-OpenAPI at http://HOST:PORT/docs. Ctrl-C (SIGINT) or SIGTERM stops the loop and the server
-cleanly. Exit status 2 for a bad configuration, with the file and key in the message.
+OpenAPI at http://HOST:PORT/docs. The control loop runs in a process of its own by default
+(``--loop thread`` keeps it in the API's process; see scheduler/service/process.py). Ctrl-C
+(SIGINT) or SIGTERM stops the loop and the server cleanly. Exit status 2 for a bad
+configuration, with the file and key in the message.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def serve(
     db: Annotated[str | None, typer.Option("--db", help="Database URL (overrides the config): "
                                            "sqlite:///PATH or postgresql+psycopg://...")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    loop: Annotated[str, typer.Option(
+        help="Where the control loop runs: `process` (its own process, so the API and the "
+             "loop each get a core) or `thread` (inside the API's process).")] = "process",
 ) -> None:
     """Run the scheduler service: REST API and control loop."""
     import uvicorn
@@ -41,6 +46,9 @@ def serve(
     from scheduler.service.service import Service
 
     err = Console(stderr=True)
+    if loop not in {"process", "thread"}:
+        err.print(f"error: --loop: must be `process` or `thread`, got {loop!r}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -49,9 +57,19 @@ def serve(
     except (ConfigError, PolicyError, SnapshotError, ValueError, OSError) as e:
         err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    service.start()
+    loop_process = None
+    if loop == "process":
+        from scheduler.service.process import LoopProcess
+
+        loop_process = LoopProcess(config.resolve(), db, log_level)
+        loop_process.start()
+        service.wake_hook = loop_process.wake
+    else:
+        service.start()
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level=log_level.lower(),
                     access_log=False)
     finally:
+        if loop_process is not None:
+            loop_process.stop()
         service.stop()

@@ -207,6 +207,7 @@ class JobRecord:
     idempotency_key: str | None = None
     estimated_cost: float | None = None  # CNY, from the placement's cost breakdown
     version: int = 1
+    explanation: Mapping[str, Any] | None = None  # the last plan's, as JSON values
 
     def to_core(self) -> Job:
         return self.spec.to_core(self.id, self.tenant, self.submitted_at)
@@ -244,6 +245,8 @@ class SiteRecord:
     failures: int
     reason: str
     updated_at: float
+    healthy: bool | None = None  # the last check (None: never written)
+    inventory: tuple[Mapping[str, Any], ...] = ()  # [{type, count, available, price...}]
 
 
 __all__ = [

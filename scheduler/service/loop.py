@@ -17,13 +17,14 @@ so a crash anywhere in a cycle resumes in the next one without losing or duplica
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scheduler.core.adapter import (
     Dispatch,
@@ -118,6 +119,8 @@ class ControlLoop:
         self._jobs: dict[str, Job] = {}  # core Job per id: specs never change, parse once
         self._backoff: dict[str, float] = {}  # job id -> not planned again before this instant
         self._noted: dict[str, tuple[str, str]] = {}  # last wait reason written per job
+        self._site_views: dict[str, tuple[bool, str, tuple[AcceleratorPool, ...]]] = {}
+        self._just_dispatched: set[str] = set()
         # Site health as stored (a restart resumes it): failed checks in a row, down or not.
         self._failures: dict[str, int] = {}
         for name, record in store.site_records().items():
@@ -162,6 +165,7 @@ class ControlLoop:
         report = CycleReport(started_at=now)
         timed = self._timed(report)
         with timed("refresh"):
+            self.policy.refresh(self.store)
             self.refresh(now, report)
         with timed("snapshot"):
             snapshot, queue = self.snapshot(now)
@@ -180,6 +184,8 @@ class ControlLoop:
             self.reconcile(now, report)
         self.cycles += 1
         self.last_report = report
+        self.store.put_setting(PLAN_SUMMARY_KEY, json.dumps(summary_json(
+            self.cycles, self.last_plan, report)), now)
         return report
 
     def _timed(self, report: CycleReport) -> Callable[[str], _Phase]:
@@ -210,6 +216,15 @@ class ControlLoop:
             runtime.health, runtime.down = health, down
             if pools is not None:
                 runtime.pools = pools
+            view = (health.ok, health.reason, runtime.pools)
+            if self._site_views.get(runtime.name) != view:
+                self.store.save_site_view(
+                    runtime.name, healthy=health.ok, reason=health.reason, now=now,
+                    inventory=[{"type": p.type, "count": p.count, "available": p.available,
+                                "price_cny_per_hour": p.price_cny_per_hour}
+                               for p in runtime.pools],
+                )
+                self._site_views[runtime.name] = view
             if down and not was_down:
                 log.warning("site %s is down: %s", runtime.name, health.reason)
                 report.requeued += self._site_lost(runtime, now, health.reason)
@@ -328,6 +343,7 @@ class ControlLoop:
                 NewPlacement(
                     job_id=p.job, site=p.site, accelerator=p.accelerator,
                     accelerators=p.accelerators, estimated_cost=p.cost.total,
+                    explanation=explanation_json(plan, p.job),
                 )
                 for p in plan.placements
             ),
@@ -336,11 +352,11 @@ class ControlLoop:
         report.placed = len(placed)
         for job in placed:
             self._noted.pop(job.id, None)
-        notes = {}
+        notes: dict[str, tuple[str, str, dict[str, Any] | None]] = {}
         for wait in plan.waits:
             note = (wait.reason.value, wait.message)
             if self._noted.get(wait.job) != note:
-                notes[str(wait.job)] = note
+                notes[str(wait.job)] = (*note, explanation_json(plan, wait.job))
                 self._noted[wait.job] = note
         self.store.note_many(notes, now)
 
@@ -371,7 +387,11 @@ class ControlLoop:
                                       message=f"{job.site} refused the dispatch: {result}",
                                       cleanup=False):
                     report.requeued += 1
-        report.dispatched = sum(r is not None for r in self.store.advance_many(done, now))
+        records = self.store.advance_many(done, now)
+        report.dispatched = sum(r is not None for r in records)
+        # Followed from the next cycle on: a site rarely has news about a dispatch it took
+        # a moment ago, and asking costs a call per job.
+        self._just_dispatched = {r.id for r in records if r is not None}
 
     def _submit(self, job: JobRecord) -> None:
         assert job.site is not None and job.accelerator is not None
@@ -394,6 +414,7 @@ class ControlLoop:
             j for j in self.store.jobs_in(ACTIVE)
             if j.site in self.sites and not self.sites[j.site].down
             and (j.state is not JobState.PLACED or j.cancel_requested)
+            and (j.id not in self._just_dispatched or j.cancel_requested)
         ]
         results = self._map(self._observe, active)
         moves: list[Transition] = []
@@ -490,6 +511,48 @@ class ControlLoop:
         if len(batch) <= 1:
             return [one(i) for i in batch]
         return list(self._pool.map(one, batch))
+
+
+PLAN_SUMMARY_KEY = "plan.last"
+
+
+def explanation_json(plan: Plan, job: str) -> dict[str, Any] | None:
+    """The plan's explanation of ``job`` as JSON values, as the store keeps it."""
+    explanation = plan.explanations.get(JobId(job))
+    if explanation is None:
+        return None
+    return {
+        "summary": explanation.summary,
+        "options_considered": explanation.options_considered,
+        "eliminated": {k.value: v for k, v in explanation.eliminated.items()},
+        "runner_up": explanation.runner_up,
+        "planner": plan.planner,
+    }
+
+
+def summary_json(
+    cycles: int, plan: Plan | None, report: CycleReport | None
+) -> dict[str, Any]:
+    """The last plan and cycle, as every replica's /v1/plan and /metrics show them."""
+    return {
+        "cycles": cycles,
+        "planner": plan.planner if plan else None,
+        "placements": len(plan.placements) if plan else 0,
+        "waiting": len(plan.waits) if plan else 0,
+        "objective": plan.objective if plan else None,
+        "lower_bound": plan.lower_bound if plan else None,
+        "gap": plan.gap if plan else None,
+        "solve_s": plan.solve_s if plan else None,
+        "last_cycle": None if report is None else {
+            "started_at": report.started_at,
+            "phase_s": report.phase_s,
+            "queued": report.queued,
+            "placed": report.placed,
+            "dispatched": report.dispatched,
+            "finished": report.finished,
+            "requeued": report.requeued,
+        },
+    }
 
 
 class _Phase:

@@ -44,7 +44,11 @@ class PolicyState:
         stored = store.get_setting(POLICY_KEY)
         if stored is not None and store.get_setting(POLICY_FILE_HASH_KEY) == _digest(text):
             return cls(PolicyVersion(parse_policy(stored, "api"), stored, "api"))
-        return cls(PolicyVersion(parse_policy(text, source), text, source))
+        state = cls(PolicyVersion(parse_policy(text, source), text, source))
+        # The file is the newer word: it is what every process (and replica) adopts now.
+        store.put_setting(POLICY_FILE_HASH_KEY, _digest(text), 0.0)
+        store.put_setting(POLICY_KEY, text, 0.0)
+        return state
 
     @property
     def current(self) -> Policy:
@@ -53,6 +57,17 @@ class PolicyState:
     @property
     def version(self) -> PolicyVersion:
         return self._version
+
+    def refresh(self, store: Store) -> bool:
+        """Adopt an update another process made through its API (the loop may run in a process
+        of its own, or another replica's API took the update). True when the policy changed."""
+        stored = store.get_setting(POLICY_KEY)
+        if stored is None or stored == self._version.text:
+            return False
+        source = "api"
+        with self._lock:
+            self._version = PolicyVersion(parse_policy(stored, source), stored, source)
+        return True
 
     def update(self, text: str, store: Store, now: float, file_text: str) -> PolicyVersion:
         """Validate (raises ``PolicyError``), persist, then apply ``text``."""

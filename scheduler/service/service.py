@@ -7,6 +7,7 @@ Authorization is the API's job: methods here trust their caller.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -16,14 +17,13 @@ from typing import Any
 
 from scheduler.core.adapter import LogsUnavailable, SupportsLogs
 from scheduler.core.catalog import merged_catalog
-from scheduler.core.ids import JobId
 from scheduler.core.plan import Plan
 from scheduler.core.policy.load import parse_policy
 from scheduler.core.snapshot_file import Topology, parse_topology
 from scheduler.service.config import ServiceConfig
 from scheduler.service.jobs import ACTIVE, JobRecord, JobSpec, JobState
 from scheduler.service.leader import LeaseElector
-from scheduler.service.loop import ControlLoop, LoopSettings
+from scheduler.service.loop import PLAN_SUMMARY_KEY, ControlLoop, LoopSettings, summary_json
 from scheduler.service.policy_state import PolicyState, PolicyVersion
 from scheduler.service.sites import SiteRuntime, build_sites
 from scheduler.service.store import NewJob, Store, Submitted
@@ -66,6 +66,8 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.elector: LeaseElector | None = None
+        # Set when the loop runs in another process (`isthmus serve --loop process`).
+        self.wake_hook: Callable[[], None] | None = None
         self.catalog = merged_catalog(topology.accelerators)
         self._datasets = {str(d.id) for d in config.datasets}
         self._locations = {str(loc.id) for loc in topology.locations}
@@ -100,6 +102,10 @@ class Service:
         )
         self._thread.start()
 
+    def wake(self) -> None:
+        """Tell the control loop (in this process, or the loop process) that work arrived."""
+        (self.wake_hook or self.loop.wake)()
+
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
@@ -122,7 +128,10 @@ class Service:
     def ready(self) -> bool:
         """Ready once the loop has completed a cycle (sites checked, queue planned); a
         follower replica (not holding the Lease) is ready at once: it serves the API."""
-        return self.loop.cycles > 0 or not self.is_leader()
+        if self.loop.cycles > 0 or not self.is_leader():
+            return True
+        stored = self.store.get_setting(PLAN_SUMMARY_KEY)  # a loop in another process
+        return stored is not None and json.loads(stored).get("cycles", 0) > 0
 
     # ------------------------------------------------------------------ jobs
 
@@ -152,7 +161,7 @@ class Service:
     def submit_many(self, batch: Sequence[NewJob]) -> list[Submitted]:
         """Persist new jobs (PENDING) and wake the loop. Specs must have passed check_spec."""
         out = self.store.submit_many(batch, self.clock())
-        self.loop.wake()
+        self.wake()
         return out
 
     def submit(self, new: NewJob) -> Submitted:
@@ -160,7 +169,7 @@ class Service:
 
     def cancel(self, job_id: str) -> JobRecord | None:
         job = self.store.request_cancel(job_id, self.clock())
-        self.loop.wake()
+        self.wake()
         return job
 
     def logs(self, job: JobRecord, *, follow: bool) -> Iterator[str]:
@@ -177,9 +186,8 @@ class Service:
         return runtime.adapter.logs(job.dispatch_name, follow=follow)
 
     def explain(self, job: JobRecord) -> dict[str, Any]:
-        """Why the job is where it is, or why it waits: the last plan's explanation."""
-        plan = self.loop.last_plan
-        explanation = plan.explanations.get(JobId(job.id)) if plan is not None else None
+        """Why the job is where it is, or why it waits: the plan's explanation, as stored by
+        the loop (so every replica answers the same)."""
         out: dict[str, Any] = {
             "job": job.id,
             "state": job.state.value,
@@ -191,15 +199,10 @@ class Service:
             "options_considered": None,
             "eliminated": {},
             "runner_up": None,
-            "planner": plan.planner if plan is not None else None,
+            "planner": None,
         }
-        if explanation is not None:
-            out.update(
-                summary=explanation.summary,
-                options_considered=explanation.options_considered,
-                eliminated={k.value: v for k, v in explanation.eliminated.items()},
-                runner_up=explanation.runner_up,
-            )
+        if job.explanation:
+            out.update({k: v for k, v in job.explanation.items() if k in out})
         elif job.state is JobState.PENDING and job.message:
             out["summary"] = f"waiting: {job.message}"
         elif job.site is not None:
@@ -211,6 +214,7 @@ class Service:
     # ------------------------------------------------------------------ sites, plan, policy
 
     def site_views(self) -> list[dict[str, Any]]:
+        """Every site as the loop (of whichever replica leads) last saw it."""
         active = self.store.jobs_in(ACTIVE)
         held: Counter[str] = Counter()
         jobs_at: Counter[str] = Counter()
@@ -218,56 +222,42 @@ class Service:
             if job.site is not None:
                 held[job.site] += job.spec.accelerators
                 jobs_at[job.site] += 1
+        records = self.store.site_records()
         out = []
         for name, runtime in self.sites.items():
-            total = sum(p.count for p in runtime.pools)
-            available = sum(p.available for p in runtime.pools)
+            record = records.get(name)
+            pools: list[dict[str, Any]] = [
+                dict(p) for p in record.inventory] if record is not None and record.inventory else [
+                {"type": p.type, "count": p.count, "available": p.available,
+                 "price_cny_per_hour": p.price_cny_per_hour} for p in runtime.site.pools]
+            total = sum(int(p["count"]) for p in pools)
+            available = sum(int(p["available"]) for p in pools)
+            section = self.config.sites.get(name) or {}
             out.append({
                 "name": name,
                 "region": runtime.site.region,
                 "hub": runtime.site.hub,
                 "side": runtime.site.labels.get("side"),
-                "adapter": type(runtime.adapter).__name__,
-                "up": not runtime.down,
-                "healthy": runtime.health.ok,
-                "reason": runtime.health.reason,
+                "adapter": str(section.get("adapter", "simulated")),
+                "up": not (record.down if record is not None else False),
+                "healthy": bool(record.healthy) if record is not None else False,
+                "reason": record.reason if record is not None else "not checked yet",
                 "accelerators": total,
                 "available": available,
                 "utilisation": (total - available) / total if total else 0.0,
                 "jobs": jobs_at[name],
                 "held_by_isthmus": held[name],
-                "pools": [
-                    {"type": p.type, "count": p.count, "available": p.available,
-                     "price_cny_per_hour": p.price_cny_per_hour}
-                    for p in runtime.pools
-                ],
+                "pools": pools,
             })
         return out
 
     def plan_summary(self) -> dict[str, Any]:
-        plan = self.loop.last_plan
-        report = self.loop.last_report
-        return {
-            "cycles": self.loop.cycles,
-            "policy_source": self.policy.version.source,
-            "planner": plan.planner if plan else None,
-            "placements": len(plan.placements) if plan else 0,
-            "waiting": len(plan.waits) if plan else 0,
-            "objective": plan.objective if plan else None,
-            "lower_bound": plan.lower_bound if plan else None,
-            "gap": plan.gap if plan else None,
-            "solve_s": plan.solve_s if plan else None,
-            "last_cycle": None if report is None else {
-                "started_at": report.started_at,
-                "phase_s": report.phase_s,
-                "queued": report.queued,
-                "placed": report.placed,
-                "dispatched": report.dispatched,
-                "finished": report.finished,
-                "requeued": report.requeued,
-            },
-            "jobs_by_state": {s.value: n for s, n in self.store.count_by_state().items()},
-        }
+        """The last plan and cycle of the leading replica's loop, and jobs by state."""
+        stored = self.store.get_setting(PLAN_SUMMARY_KEY)
+        summary: dict[str, Any] = json.loads(stored) if stored else summary_json(0, None, None)
+        summary["policy_source"] = self.policy.version.source
+        summary["jobs_by_state"] = {s.value: n for s, n in self.store.count_by_state().items()}
+        return summary
 
     def dry_run(self, text: str) -> dict[str, Any]:
         """What would change if ``text`` were the policy now: moves, newly placed, newly
@@ -282,7 +272,7 @@ class Service:
         path = self.config.policy_path
         file_text = path.read_text() if path is not None else ""
         version = self.policy.update(text, self.store, self.clock(), file_text)
-        self.loop.wake()
+        self.wake()
         return version
 
 

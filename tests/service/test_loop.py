@@ -33,6 +33,9 @@ def test_a_job_goes_from_pending_to_succeeded(harness: Harness) -> None:
     first = service.loop.cycle()
     assert (first.placed, first.dispatched) == (1, 1)
     job = service.store.get(job_id)
+    assert job is not None and job.state is JobState.DISPATCHED
+    service.loop.cycle()  # dispatches are followed from the next cycle on
+    job = service.store.get(job_id)
     assert job is not None and job.state is JobState.RUNNING
     assert busy(harness, job.site or "") == 8
     harness.clock.advance(3601)
@@ -125,6 +128,7 @@ def test_a_restart_between_reserve_and_dispatch_starts_each_job_once(harness: Ha
 
     restarted = harness.service()
     restarted.loop.cycle()
+    restarted.loop.cycle()
     total_busy = sum(busy(harness, name) for name in harness.sites)
     assert total_busy == 16, "two jobs of 8, each started once"
     for job_id in ids:
@@ -169,6 +173,7 @@ def test_a_job_stopped_at_the_site_by_someone_else_gets_a_new_attempt(
     requeued = service.store.get(job_id)
     assert requeued is not None and requeued.state is JobState.PENDING
     assert requeued.reason == "StoppedAtSite"
+    service.loop.cycle()
     service.loop.cycle()
     again = service.store.get(job_id)
     assert again is not None and again.attempt == 2 and again.state is JobState.RUNNING

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -196,7 +197,8 @@ def test_migrations_are_idempotent_and_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"jobs", "attempts", "events", "sites", "settings", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+    assert {"explanation"} <= {c["name"] for c in inspect(store.engine).get_columns("jobs")}
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -211,3 +213,31 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_an_unsupported_url_is_refused_with_the_url() -> None:
     with pytest.raises(ValueError, match="mysql://x"):
         Store.open("mysql://x")
+
+
+def test_a_database_of_the_first_schema_upgrades_with_its_jobs(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from scheduler.service.store import make_engine
+    from scheduler.service.store.store import MIGRATIONS
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO jobs (id, tenant, name, state, spec, spec_hash, submitted_at, "
+            "updated_at, attempt, reason, message, cancel_requested, version) VALUES "
+            "('j1', 'acme', 'train', 'PENDING', :spec, 'h', 1, 1, 0, '', '', 0, 1)"),
+            {"spec": json.dumps(SPEC.to_json())})
+    engine.dispose()
+    upgraded = Store.open(f"sqlite:///{tmp_path}/old.db")
+    try:
+        job = upgraded.get("j1")
+        assert job is not None and job.spec == SPEC and job.explanation is None
+    finally:
+        upgraded.close()

@@ -76,6 +76,7 @@ class NewPlacement:
     accelerator: str
     accelerators: int
     estimated_cost: float | None = None
+    explanation: Mapping[str, Any] | None = None
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -139,6 +140,7 @@ def _job(row: Row[Any], spec: JobSpec | None = None) -> JobRecord:
         idempotency_key=m["idempotency_key"],
         estimated_cost=m["estimated_cost"],
         version=m["version"],
+        explanation=m.get("explanation"),
     )
 
 
@@ -169,6 +171,7 @@ _ATTEMPT_STATE = {
 
 
 # Statements built once: building a statement costs more than running it (hot paths only).
+_NO_SPEC = [c for c in jobs.c if c.name != "spec"]  # specs come from the store's cache
 _PENDING_ATTEMPTS = select(jobs.c.id, jobs.c.attempt).where(
     jobs.c.id.in_(bindparam("ids", expanding=True)),
     jobs.c.state == JobState.PENDING.value,
@@ -185,7 +188,7 @@ _PLACE = (
         state=JobState.PLACED.value, attempt=bindparam("b_attempt"), site=bindparam("b_site"),
         accelerator=bindparam("b_accelerator"), dispatch_name=bindparam("b_name"), reason="",
         message="", estimated_cost=bindparam("b_cost"), updated_at=bindparam("b_now"),
-        version=jobs.c.version + 1,
+        version=jobs.c.version + 1, explanation=bindparam("b_explanation"),
     )
     .returning(*jobs.c)
 )
@@ -199,16 +202,16 @@ _ADVANCE_VALUES = {
     "message": bindparam("b_message"), "updated_at": bindparam("b_now"),
     "version": jobs.c.version + 1,
 }
-_ADVANCE = update(jobs).where(*_ADVANCE_WHERE).values(**_ADVANCE_VALUES).returning(*jobs.c)
+_ADVANCE = update(jobs).where(*_ADVANCE_WHERE).values(**_ADVANCE_VALUES).returning(*_NO_SPEC)
 _ADVANCE_RUNNING = (
     update(jobs).where(*_ADVANCE_WHERE)
     .values(**_ADVANCE_VALUES, started_at=func.coalesce(jobs.c.started_at, bindparam("b_now")))
-    .returning(*jobs.c)
+    .returning(*_NO_SPEC)
 )
 _ADVANCE_TERMINAL = (
     update(jobs).where(*_ADVANCE_WHERE)
     .values(**_ADVANCE_VALUES, finished_at=bindparam("b_now"))
-    .returning(*jobs.c)
+    .returning(*_NO_SPEC)
 )
 _ATTEMPT_STATE_UPDATE = (
     update(attempts)
@@ -217,11 +220,17 @@ _ATTEMPT_STATE_UPDATE = (
             reason=bindparam("b_reason"))
 )
 _EVENT = insert(events)
+_NOTE_WAIT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"), jobs.c.state == JobState.PENDING.value)
+    .values(reason=bindparam("b_reason"), message=bindparam("b_message"),
+            explanation=bindparam("b_explanation"), updated_at=bindparam("b_now"))
+)
 
 
-_NO_SPEC = [c for c in jobs.c if c.name != "spec"]
 _SPECS = select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _SPEC_CACHE_MAX = 500_000
+CHUNK = 200  # jobs per transaction in the loop's bulk writes
 _BY_KEYS = select(jobs).where(
     jobs.c.tenant == bindparam("tenant"),
     jobs.c.idempotency_key.in_(bindparam("keys", expanding=True)),
@@ -408,11 +417,19 @@ class Store:
     # ------------------------------------------------------------------ transitions
 
     def place(self, placements: Iterable[NewPlacement], now: float) -> list[JobRecord]:
-        """PENDING -> PLACED for each placement, as attempt ``attempt + 1``, in one transaction.
+        """PENDING -> PLACED for each placement, as attempt ``attempt + 1``.
 
         Jobs no longer PENDING (cancelled meanwhile, placed by another loop) are skipped; the
-        records returned are the ones reserved.
+        records returned are the ones reserved. Transactions of ``CHUNK`` jobs: SQLite has one
+        writer at a time, and the API's submissions should not wait for a whole plan.
         """
+        batch = list(placements)
+        placed: list[JobRecord] = []
+        for i in range(0, len(batch), CHUNK):
+            placed += self._place(batch[i : i + CHUNK], now)
+        return placed
+
+    def _place(self, placements: Sequence[NewPlacement], now: float) -> list[JobRecord]:
         wanted = {p.job_id: p for p in placements}
         if not wanted:
             return []
@@ -433,6 +450,7 @@ class Store:
                     "b_id": job_id, "b_old": old, "b_attempt": attempt, "b_site": p.site,
                     "b_accelerator": p.accelerator, "b_name": name,
                     "b_cost": p.estimated_cost, "b_now": now,
+                    "b_explanation": dict(p.explanation) if p.explanation else None,
                 }).first()
                 if updated is None:
                     continue
@@ -473,41 +491,66 @@ class Store:
         return self.advance_many([t], now)[0]
 
     def advance_many(self, batch: Sequence[Transition], now: float) -> list[JobRecord | None]:
-        """``advance`` for many jobs in one transaction (a cycle's dispatches or statuses)."""
+        """``advance`` for many jobs (a cycle's dispatches or statuses), ``CHUNK`` jobs per
+        transaction.
+
+        One compare-and-set UPDATE per job (its RETURNING row says whether it won); the
+        attempts' updates and the events of the winners go out as two executemany calls.
+        """
+        out: list[JobRecord | None] = []
+        for i in range(0, len(batch), CHUNK):
+            out += self._advance_chunk(batch[i : i + CHUNK], now)
+        return out
+
+    def _advance_chunk(
+        self, batch: Sequence[Transition], now: float
+    ) -> list[JobRecord | None]:
         if not batch:
             return []
+        out: list[JobRecord | None] = []
+        attempt_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
-            return [self._advance(conn, t, now) for t in batch]
-
-    def _advance(self, conn: Connection, t: Transition, now: float) -> JobRecord | None:
-        params = {
-            "b_id": t.job_id, "b_attempt": t.attempt, "b_expect": [x.value for x in t.expect],
-            "b_state": t.to.value, "b_reason": t.reason[:64], "b_message": t.message,
-            "b_now": now,
-        }
-        if t.to is JobState.RUNNING:
-            statement = _ADVANCE_RUNNING
-        elif t.to.is_terminal():
-            statement = _ADVANCE_TERMINAL
-        else:
-            statement = _ADVANCE
-        row = conn.execute(statement, params).first()
-        if row is None:
-            return None
-        if t.to.is_terminal():
-            self._specs.pop(t.job_id, None)
-        attempt_state = _ATTEMPT_STATE.get(t.to)
-        if attempt_state is not None and t.attempt > 0:
-            conn.execute(_ATTEMPT_STATE_UPDATE, {
-                "b_id": t.job_id, "b_attempt": t.attempt, "b_state": attempt_state.value,
-                "b_ended": now if t.to.is_terminal() else None,
-                "b_reason": t.message or t.reason,
-            })
-        conn.execute(_EVENT, {
-            "job_id": t.job_id, "at": now, "kind": t.to.value.lower(),
-            "message": ": ".join(x for x in (t.reason, t.message) if x),
-        })
-        return _job(row)
+            for t in batch:
+                params = {
+                    "b_id": t.job_id, "b_attempt": t.attempt,
+                    "b_expect": [x.value for x in t.expect], "b_state": t.to.value,
+                    "b_reason": t.reason[:64], "b_message": t.message, "b_now": now,
+                }
+                if t.to is JobState.RUNNING:
+                    statement = _ADVANCE_RUNNING
+                elif t.to.is_terminal():
+                    statement = _ADVANCE_TERMINAL
+                else:
+                    statement = _ADVANCE
+                row = conn.execute(statement, params).first()
+                if row is None:
+                    out.append(None)
+                    continue
+                spec = self._specs.get(t.job_id)
+                if spec is None:
+                    found = conn.execute(_SPECS, {"ids": [t.job_id]}).first()
+                    assert found is not None
+                    spec = JobSpec.from_json(found.spec)
+                if t.to.is_terminal():
+                    self._specs.pop(t.job_id, None)
+                out.append(_job(row, spec))
+                attempt_state = _ATTEMPT_STATE.get(t.to)
+                if attempt_state is not None and t.attempt > 0:
+                    attempt_rows.append({
+                        "b_id": t.job_id, "b_attempt": t.attempt, "b_state": attempt_state.value,
+                        "b_ended": now if t.to.is_terminal() else None,
+                        "b_reason": t.message or t.reason,
+                    })
+                event_rows.append({
+                    "job_id": t.job_id, "at": now, "kind": t.to.value.lower(),
+                    "message": ": ".join(x for x in (t.reason, t.message) if x),
+                })
+            if attempt_rows:
+                conn.execute(_ATTEMPT_STATE_UPDATE, attempt_rows)
+            if event_rows:
+                conn.execute(_EVENT, event_rows)
+        return out
 
     def requeue(
         self,
@@ -629,30 +672,45 @@ class Store:
                 .values(reason=reason[:64], message=message, updated_at=now)
             )
 
-    def note_many(self, notes: Mapping[str, tuple[str, str]], now: float) -> None:
-        """``note`` for many PENDING jobs in one transaction (the waits of one plan)."""
+    def note_many(
+        self,
+        notes: Mapping[str, tuple[str, str, Mapping[str, Any] | None]],
+        now: float,
+    ) -> None:
+        """Why each of many PENDING jobs waits (reason, message, the plan's explanation), in
+        one transaction: the waits of one plan that changed since the last."""
         if not notes:
             return
+        rows = [
+            {"b_id": job_id, "b_reason": reason[:64], "b_message": message,
+             "b_explanation": dict(explanation) if explanation else None, "b_now": now}
+            for job_id, (reason, message, explanation) in notes.items()
+        ]
         with self.engine.begin() as conn:
-            for job_id, (reason, message) in notes.items():
-                conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job_id,
-                        jobs.c.state == JobState.PENDING.value,
-                        (jobs.c.reason != reason[:64]) | (jobs.c.message != message),
-                    )
-                    .values(reason=reason[:64], message=message, updated_at=now)
-                )
+            conn.execute(_NOTE_WAIT, rows)
 
     # ------------------------------------------------------------------ sites
 
     def site_records(self) -> dict[str, SiteRecord]:
         with self.engine.connect() as conn:
             return {
-                r.name: SiteRecord(r.name, r.down, r.failures, r.reason, r.updated_at)
+                r.name: SiteRecord(r.name, r.down, r.failures, r.reason, r.updated_at,
+                                   r.healthy, tuple(r.inventory or ()))
                 for r in conn.execute(select(sites))
             }
+
+    def save_site_view(
+        self, name: str, *, healthy: bool, reason: str,
+        inventory: Sequence[Mapping[str, Any]], now: float,
+    ) -> None:
+        """The last health check and inventory of a site, for every replica's /v1/sites."""
+        values = {"healthy": healthy, "inventory": [dict(p) for p in inventory],
+                  "updated_at": now}
+        with self.engine.begin() as conn:
+            done = conn.execute(update(sites).where(sites.c.name == name).values(**values))
+            if done.rowcount == 0:
+                conn.execute(insert(sites).values(name=name, down=False, failures=0,
+                                                  reason=reason, **values))
 
     def record_health(
         self, name: str, *, ok: bool, reason: str, now: float, down_after: int

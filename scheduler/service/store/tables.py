@@ -46,6 +46,7 @@ jobs = Table(
     Column("idempotency_key", String(255)),
     Column("estimated_cost", Float),
     Column("version", Integer, nullable=False, default=1),
+    Column("explanation", JSON),  # the last plan's explanation of this job (0002)
     UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
     Index("ix_jobs_state", "state"),
     Index("ix_jobs_tenant_id", "tenant", "id"),
@@ -88,6 +89,8 @@ sites = Table(
     Column("failures", Integer, nullable=False, default=0),
     Column("reason", Text, nullable=False, default=""),
     Column("updated_at", Float, nullable=False),
+    Column("healthy", Boolean),  # the last check (0002)
+    Column("inventory", JSON),  # the last inventory: [{type, count, available, price}] (0002)
 )
 
 settings = Table(
