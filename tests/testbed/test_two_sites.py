@@ -1,20 +1,27 @@
 """Two sites, two adapters: each sees only its own cluster.
 
-That a job residency-bound to site A is never *placed* on B is the planner's and the service's
-property; what the adapters owe it is independence: a RayJob created through A's adapter exists
-at A only, and each inventory is its own site's nodes.
+What the adapters owe residency is independence: a RayJob created through A's adapter exists at
+A only, and each inventory is its own site's nodes. That a job residency-bound to site A is
+never *placed* on B is the planner's and the service's part: the last test runs the service
+with both sites.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from adapters.kubernetes import KubernetesSite
 from adapters.kubernetes.manifest import GROUP, PLURAL, VERSION
 from scheduler.core.adapter import DispatchState
+from scheduler.service.config import load_config
+from scheduler.service.jobs import JobSpec
+from scheduler.service.service import Service
+from scheduler.service.store import NewJob
 from scheduler.testbed.site import NodePool, Site, start_site
+from tests.service.harness import TOPOLOGY
 from tests.testbed.helpers import make_dispatch
 
 pytestmark = [
@@ -75,6 +82,52 @@ def test_each_inventory_is_its_own_sites(adapters: tuple[KubernetesSite, Kuberne
         "H20-96G": 16,
         "Ascend910B-64G": 16,
     }
+
+
+def test_the_service_never_places_a_job_bound_to_a_on_b(
+    site: Site, site_b: Site, tmp_path: Path
+) -> None:
+    """Two Kubernetes sites under one service: jobs reading a dataset that must stay in
+    Shanghai (site A) become RayJobs at A only; unbound jobs may go anywhere."""
+    config = tmp_path / "isthmus.yaml"
+    config.write_text(f"""\
+topology: {TOPOLOGY}
+database: sqlite:///{tmp_path}/isthmus.db
+tokens: [{{token: two-sites-token-000001, tenant: acme}}]
+tenants: [{{id: acme, home_region: Shanghai}}]
+datasets:
+  - {{id: scans, size_gb: 1, replicas: [east-a], residency: {{regions: [Shanghai]}}}}
+sites:
+  east-a: {{adapter: kubernetes, kubeconfig: {site.kubeconfig}}}
+  west-b: {{adapter: kubernetes, kubeconfig: {site_b.kubeconfig}}}
+""")
+    service = Service.from_config(load_config(config))
+    try:
+        def job(name: str, datasets: tuple[str, ...]) -> JobSpec:
+            return JobSpec(name=name, entrypoint="python train.py", workers=1,
+                           accelerators_per_worker=8, allowed_types=("RTX4090-48G",),
+                           runtime_h={"RTX4090-48G": 1.0}, datasets=datasets)
+
+        bound = [s.job.id for s in service.submit_many(
+            [NewJob("acme", job(f"bound-{i}", ("scans",))) for i in range(3)])]
+        free = [s.job.id for s in service.submit_many(
+            [NewJob("acme", job(f"free-{i}", ())) for i in range(3)])]
+        service.loop.cycle()
+        records = {i: service.store.get(i) for i in bound + free}
+        at_a, at_b = set(_rayjobs(site)), set(_rayjobs(site_b))
+        for job_id in bound:
+            record = records[job_id]
+            assert record is not None and record.site == "east-a", record
+            assert record.dispatch_name in at_a and record.dispatch_name not in at_b
+        placed_free = [r for i in free if (r := records[i]) is not None and r.dispatch_name]
+        assert placed_free, "the unbound jobs were placed somewhere"
+        for record in placed_free:
+            assert record.dispatch_name in (at_a if record.site == "east-a" else at_b)
+    finally:
+        for job_id in [*bound, *free]:
+            service.cancel(job_id)
+        service.loop.cycle()
+        service.stop()
 
 
 def test_second_site_is_independent_and_stop_leaves_nothing(
