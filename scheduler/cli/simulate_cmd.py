@@ -6,23 +6,33 @@
 
 SCENARIO is a scenario file, or the name of one shipped in ``policies/scenarios/``. Writes
 ``OUT/report.json`` (every figure) and ``OUT/report.html`` (with PNG plots when matplotlib is
-installed). A bad scenario file exits with status 2 and one line per problem on stderr.
+installed). The planners run in parallel, one per worker process (``--workers``, default: one
+per core, at most one per planner). A bad scenario file exits with status 2 and one line per
+problem on stderr.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scheduler.core.planners import PLANNERS
-from scheduler.sim.engine import simulate
-from scheduler.sim.report import build_report, write_html
+from scheduler.sim.parallel import default_workers, run_policies
+from scheduler.sim.report import (
+    COLUMNS,
+    comparison_lines,
+    markdown_table,
+    report_from,
+    table_rows,
+    write_html,
+)
 from scheduler.sim.scenario import ScenarioError, load_scenario
 
 EXIT_INVALID = 2
@@ -54,8 +64,15 @@ def simulate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Also print report.json on stdout (table on stderr).")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, metavar="N",
+                     help="Worker processes, one planner each (default: one per core).",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Simulate a scenario in virtual time for each policy and write the report."""
+    started = time.perf_counter()
     try:
         sc = load_scenario(_resolve(scenario))
     except ScenarioError as err:
@@ -70,6 +87,7 @@ def simulate_cmd(
             typer.echo(f"--policies: unknown planner(s) {', '.join(unknown) or '(none given)'}; "
                        f"choose from {', '.join(PLANNERS)}", err=True)
             raise typer.Exit(EXIT_INVALID)
+        names = list(dict.fromkeys(names))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -77,49 +95,46 @@ def simulate_cmd(
         raise typer.Exit(EXIT_INVALID) from None
 
     console = Console(stderr=True, highlight=False)
-    results = []
+    n_workers = min(workers or default_workers(len(names)), len(names))
+    console.print(f"{sc.name}: {len(sc.workload.jobs)} jobs, {sc.duration_h:g} h, "
+                  f"{len(names)} planner(s) on {n_workers} worker(s)")
+    # no refresh thread: the workers are forked from this process, which then redraws the
+    # bars itself whenever a worker reports
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), TextColumn(
             "{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
-            transient=False) as progress:
-        for name in names:
-            task = progress.add_task(name, total=1.0)
+            auto_refresh=False, transient=False) as progress:
+        tasks = {name: progress.add_task(name, total=1.0) for name in names}
 
-            def advance(fraction: float, task: TaskID = task) -> None:
-                progress.update(task, completed=fraction)
+        def advance(name: str, fraction: float) -> None:
+            progress.update(tasks[name], completed=fraction)
+            progress.refresh()
 
-            results.append(simulate(sc, name, progress=advance))
-    report = build_report(results)
+        summaries = run_policies(sc, names, workers=n_workers, progress=advance)
+    report = report_from(sc, summaries)
+    report["run"] = {"wall_s": round(time.perf_counter() - started, 1), "workers": n_workers}
     text = json.dumps(report, indent=1, ensure_ascii=False)
     (out / "report.json").write_text(text + "\n", encoding="utf-8")
+    (out / "headline.md").write_text(markdown_table(report), encoding="utf-8")
     plotted = write_html(report, out)
     if as_json:
         typer.echo(text)
     _table(console, report)
-    console.print(f"report written to {out / 'report.json'} and {out / 'report.html'}"
-                  + ("" if plotted else " (no plots: matplotlib is not installed)"))
+    cpu = sum(m.get("cpu_s", 0.0) for m in report["policies"].values())
+    console.print(f"wall time {time.perf_counter() - started:.0f} s on {n_workers} worker(s) "
+                  f"(planners' CPU {cpu:.0f} s); report in {out}: report.json, report.html, "
+                  "headline.md" + ("" if plotted else " (no plots: matplotlib is not installed)"))
 
 
 def _table(console: Console, report: dict[str, Any]) -> None:
     sc = report["scenario"]
     table = Table(title=f"{sc['name']}: {sc['jobs']} jobs, {sc['duration_h']:g} h, "
                         f"planning every {sc['planning_period_min']:g} min")
-    columns = [("policy", "policy"), ("cost CNY", "cost_cny"), ("CNY/acc-h", "cny_per_acc_h"),
-               ("util E", "util_east"), ("util W", "util_west"), ("wait p50 h", "wait_p50_h"),
-               ("wait p99 h", "wait_p99_h"), ("waiting", "waiting"),
-               ("deadline miss", "deadline_missed"), ("SLO miss", "slo_misses"),
-               ("residency viol.", "residency_violations"), ("moved TB", "moved_tb"),
-               ("solver s/cycle", "solver_s_mean")]
-    for title, _ in columns:
+    for title, _, _ in COLUMNS:
         table.add_column(title, justify="left" if title == "policy" else "right")
-    for row in report["headline"]:
-        cells = []
-        for _, key in columns:
-            v = row[key]
-            if key.startswith("util_"):
-                cells.append(f"{v:.0%}")
-            elif key == "cost_cny":
-                cells.append(f"{v:,.0f}")
-            else:
-                cells.append(str(v))
+    for cells in table_rows(report):
         table.add_row(*cells)
-    console.print(table)
+    # a pipe or a file gets the whole table, not one squeezed to 80 columns
+    wide = console if console.is_terminal else Console(stderr=True, highlight=False, width=220)
+    wide.print(table)
+    for line in comparison_lines(report):
+        wide.print(line)

@@ -117,8 +117,10 @@ class WorkloadDoc(_Doc):
     diurnal_amplitude: float = Field(default=0.5, ge=0, le=1)
     peak_local_hour: float = Field(default=15.0, ge=0, lt=24)
     gang_share: float = Field(default=0.02, ge=0, le=1)
-    short_job_share: float = Field(default=0.5, ge=0, le=1)
-    inference_share: float = Field(default=0.30, ge=0, le=1)
+    short_job_share: float = Field(default=0.72, ge=0, le=1)
+    inference_share: float = Field(default=0.65, ge=0, le=1)
+    inference_median_h: float = Field(default=4.0, gt=0)
+    local_users_share: float = Field(default=0.7, ge=0, le=1)
     residency_share: float = Field(default=0.20, ge=0, le=1)
     east_west: float = Field(default=60.0, gt=0, description="east:west demand ratio")
     deadline_share: float = Field(default=0.10, ge=0, le=1)
@@ -365,6 +367,7 @@ def _workload(
             seed=w.seed, jobs_per_hour=w.jobs_per_hour, diurnal_amplitude=w.diurnal_amplitude,
             peak_local_hour=w.peak_local_hour, utc_offset_h=offset_h, gang_share=w.gang_share,
             short_job_share=w.short_job_share, inference_share=w.inference_share,
+            inference_median_h=w.inference_median_h, local_users_share=w.local_users_share,
             residency_share=w.residency_share, east_west=w.east_west,
             deadline_share=w.deadline_share, tenants=w.tenants, max_runtime_h=w.max_runtime_h)
         return generate(params, sites, locations, start_s, doc.duration_h)

@@ -2,27 +2,43 @@
 trace.
 
 ``generate(params, sites, locations, start_s, duration_h)`` draws a week (or any horizon) of
-jobs. Every figure is an input (``WorkloadParams``), defaulted from ``/work/shared/data``:
+jobs. Every figure is an input (``WorkloadParams``), defaulted from ``/work/shared/data``
+(``workloads.md``, ``hubs.yaml``, ``accelerators.yaml``); where the data gives no number the
+default is marked ASSUMPTION:
 
-- **Sizes** (Gavel/POP, Philly-derived): accelerators per job 1: 70%, 2: 10%, 4: 15%, 8: 5%;
-  plus ``gang_share`` multi-node training gangs of 2/4/8 workers x 8 accelerators on
-  NVLink-class types (A100/H100/H800/H20).
-- **Durations**: a short-job mode (``short_job_share`` of training jobs, 1-20 minutes; Helios
-  and Philly are full of short debugging runs) mixed with Gavel's 80% at 10^U(1.5,3) minutes
-  and 20% at 10^U(3,4) minutes, capped at ``max_runtime_h``. Inference runs are sold in
-  card-hour blocks: lognormal around 2 h, 15 min to 24 h.
+- **Training sizes** (Gavel/POP, Philly-derived): accelerators per job 1: 70%, 2: 10%,
+  4: 15%, 8: 5%; plus ``gang_share`` multi-node training gangs of 2/4/8 workers x 8
+  accelerators on NVLink-class types (A100/H100/H800/H20).
+- **Training durations**: Gavel's 80% at 10^U(1.5,3) minutes and 20% at 10^U(3,4) minutes,
+  mixed with a short-job mode (1-20 minutes, log-uniform) because "the real traces are full of
+  short debugging runs". ``short_job_share`` = 0.72 is fitted to Philly's "76% of jobs
+  <= 1 h"; the mixture then has a median of ~8 min (Helios 3.4 min, Philly 20 min), ~95%
+  <= 1 day (Philly 96.5%) and a p99 at the ``max_runtime_h`` cap of 72 h (Philly 80 h).
+  Gangs draw from the same distribution (the traces' durations are over all job sizes).
+- **Inference** ("inference demand now far exceeds training demand; inference is sold in
+  card-hours"): serving blocks of 1/2/4/8 cards (60/25/10/5%, ASSUMPTION) for a lognormal
+  number of hours (median ``inference_median_h`` = 4, sigma 1, 15 min to 24 h, ASSUMPTION),
+  with a latency SLO to an eastern city. A block lasts as long on every card (it serves
+  traffic for a time, it is not a fixed amount of work). Hardware by model size (the 70B
+  memory figures of accelerators.yaml): consumer cards are always allowed when they hold the
+  model, and so are the data-centre cards that serve it (H20, A100, Ascend 910B after a CANN
+  port, H800/H100 for the largest). ``inference_share`` = 0.65 of jobs makes inference ~2x
+  the training card-hours (ASSUMPTION: "far exceeds" has no figure).
 - **Arrivals**: Poisson, with a diurnal rate ``rate * (1 + A cos(2 pi (h - peak) / 24))`` in
   local time (Alibaba PAI shows a strong time-of-day pattern).
 - **Geography**: every tenant has a home region; jobs come from eastern tenants ``east_west``
   times as often as from western ones (~600,000 vs ~10,000 AI companies either side of the
-  Hu Line: 60:1).
-- **Kinds**: ``inference_share`` inference jobs on consumer cards (RTX 4090/5090, L40S) with a
-  latency SLO to an eastern city; the rest training. ``residency_share`` of jobs read a
-  residency-bound dataset (pinned to the tenant's home region); their hardware is chosen
-  among what that region has, so every job can run somewhere.
+  Hu Line: 60:1). Inference users are in eastern cities: ``local_users_share`` = 0.7 of an
+  inference job's users are in its tenant's own city (the eastern city nearest to its home
+  sites), the rest anywhere in the east (ASSUMPTION).
+- **Residency**: ``residency_share`` of jobs read a residency-bound dataset (pinned to the
+  tenant's home region); their hardware is chosen among what that region has, and an
+  inference SLO is at least the round trip to the nearest site that could serve it, so every
+  job can run somewhere.
 
 ``load_trace(text, source, ...)`` reads a CSV trace instead (columns in docs/simulation.md).
-The same parameters and seed always give the same jobs (one ``numpy.random.Generator``).
+The same parameters and seed always give the same jobs (one ``numpy.random.Generator``; all
+per-job draws are made as arrays up front).
 """
 
 from __future__ import annotations
@@ -58,10 +74,16 @@ GANG_MENU: tuple[tuple[frozenset[AcceleratorType], float], ...] = (
     (frozenset({A("H800-80G"), A("H100-80G")}), 0.3),
     (frozenset({A("H20-96G"), A("A100-80G")}), 0.2),
 )
+# Inference by model size: (allowed types, per-card memory GB, weight). 7-13B models fit any
+# card; 30B-class needs >= 32 GB; a 70B model at INT4 ~35-40 GB, at FP8 ~70 GB
+# (accelerators.yaml). Consumer cards are allowed wherever they hold the model.
 INFERENCE_MENU: tuple[tuple[frozenset[AcceleratorType], float, float], ...] = (
-    (frozenset(CONSUMER), 0.0, 0.5),  # (types, min memory GB, weight)
-    (frozenset({A("RTX4090-48G"), A("L40S-48G"), A("RTX5090-32G")}), 32.0, 0.3),
-    (frozenset({A("RTX4090-48G"), A("L40S-48G")}), 40.0, 0.2),
+    (frozenset({*CONSUMER, A("A100-80G"), A("H20-96G")}), 0.0, 0.40),
+    (frozenset({A("RTX4090-48G"), A("RTX5090-32G"), A("L40S-48G"), A("A100-80G"),
+                A("H20-96G")}), 32.0, 0.25),
+    (frozenset({A("RTX4090-48G"), A("L40S-48G"), A("A100-80G"), A("H20-96G"),
+                A("Ascend910B-64G")}), 40.0, 0.25),
+    (frozenset({A("A100-80G"), A("H20-96G"), A("H800-80G"), A("H100-80G")}), 70.0, 0.10),
 )
 SLO_TIERS_MS: tuple[float, ...] = (15.0, 20.0, 30.0, 50.0)
 SLO_TIER_SHARE: tuple[float, ...] = (0.2, 0.3, 0.3, 0.2)
@@ -84,8 +106,12 @@ class WorkloadParams:
     gang_share: float = 0.02
     gang_workers: tuple[int, ...] = (2, 4, 8)
     gang_worker_shares: tuple[float, ...] = (0.5, 0.35, 0.15)
-    short_job_share: float = 0.5
-    inference_share: float = 0.30
+    short_job_share: float = 0.72
+    inference_share: float = 0.65
+    inference_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    inference_size_shares: tuple[float, ...] = (0.60, 0.25, 0.10, 0.05)
+    inference_median_h: float = 4.0
+    local_users_share: float = 0.7
     residency_share: float = 0.20
     east_west: float = 60.0
     deadline_share: float = 0.10
@@ -114,9 +140,10 @@ def _side(site: Site) -> str:
     return site.labels.get("side", "east")
 
 
-def _pick(rng: np.random.Generator, weights: Sequence[float]) -> int:
-    w = np.asarray(weights, dtype=np.float64)
-    return int(rng.choice(w.size, p=w / w.sum()))
+def _picks(rng: np.random.Generator, weights: Sequence[float], n: int) -> np.ndarray:
+    """``n`` indices drawn with the given weights (inverse CDF of one uniform each)."""
+    cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+    return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(n), side="right"), cdf.size - 1)
 
 
 def arrival_times(
@@ -136,11 +163,16 @@ def arrival_times(
     return np.sort(np.repeat(lo, counts) + offsets)
 
 
-def _training_hours(rng: np.random.Generator, short_share: float) -> float:
-    if rng.random() < short_share:  # short debugging runs, 1-20 minutes
-        return float(10 ** rng.uniform(math.log10(1 / 60), math.log10(1 / 3)))
-    minutes = 10 ** (rng.uniform(1.5, 3.0) if rng.random() < 0.8 else rng.uniform(3.0, 4.0))
-    return float(minutes / 60.0)
+def training_hours(rng: np.random.Generator, short_share: float, n: int) -> np.ndarray:
+    """``n`` training runtimes (hours): the short-job mode (1-20 min, log-uniform) with
+    probability ``short_share``, else Gavel's 80% at 10^U(1.5,3) min, 20% at 10^U(3,4) min."""
+    short = rng.random(n) < short_share
+    low = rng.random(n) < 0.8
+    u = rng.random(n)
+    log_min = np.where(
+        short, np.log10(1.0) + u * (np.log10(20.0) - np.log10(1.0)),
+        np.where(low, 1.5 + 1.5 * u, 3.0 + u))
+    return np.asarray(10.0 ** log_min / 60.0, dtype=np.float64)
 
 
 @dataclass(slots=True)
@@ -204,79 +236,110 @@ def generate(
     ``params.seed``."""
     rng = np.random.default_rng(params.seed)
     tenants = _tenants(rng, params, sites)
-    tenant_w = [t.weight for t in tenants]
     present = frozenset(p.type for s in sites for p in s.pools if p.count > 0)
     eastern = [loc for loc in locations if _side(min(
         sites, key=lambda s: rtt_ms(loc.lat, loc.lon, s.lat, s.lon))) == "east"] or list(locations)
     arrivals = arrival_times(rng, params, start_s, duration_h)
+    n = int(arrivals.size)
+    # every per-job draw, as arrays (each job uses the ones its kind needs)
+    owner_of = _picks(rng, [t.weight for t in tenants], n).tolist()
+    kind_roll = rng.random(n)
+    bound_roll = (rng.random(n) < params.residency_share).tolist()
+    inference_menu = _picks(rng, [m[2] for m in INFERENCE_MENU], n).tolist()
+    training_menu = _picks(rng, [m[1] for m in TRAINING_MENU], n).tolist()
+    gang_menu = _picks(rng, [m[1] for m in GANG_MENU], n).tolist()
+    gang_workers = np.asarray(params.gang_workers)[
+        _picks(rng, params.gang_worker_shares, n)].tolist()
+    sizes = np.asarray(params.sizes)[_picks(rng, params.size_shares, n)].tolist()
+    inference_sizes = np.asarray(params.inference_sizes)[
+        _picks(rng, params.inference_size_shares, n)].tolist()
+    train_h = np.minimum(training_hours(rng, params.short_job_share, n), params.max_runtime_h)
+    serve_h = np.minimum(np.clip(rng.lognormal(math.log(params.inference_median_h), 1.0, n),
+                                 0.25, 24.0), params.max_runtime_h)
+    users = rng.integers(max(1, len(eastern)), size=n).tolist()
+    users_near = (rng.random(n) < params.local_users_share).tolist()
+    # each tenant's own city: the eastern location nearest to its home sites
+    near_home = [_nearest(eastern, t.home_sites) for t in tenants]
+    slo_tier = _picks(rng, SLO_TIER_SHARE, n).tolist()
+    dataset_u = rng.random(n).tolist()
+    dataset_pick = rng.random(n).tolist()
+    deadline_roll = (rng.random(n) < params.deadline_share).tolist()
+    slack_factor = rng.uniform(1.5, 4.0, n).tolist()
+    slack_h = rng.uniform(1.0, 12.0, n).tolist()
+    priorities = _picks(rng, (0.8, 0.15, 0.05), n).tolist()
+    checkpoint_roll = (rng.random(n) < 0.5).tolist()
+    kinds_of = np.where(
+        kind_roll < params.inference_share, 0,
+        np.where(kind_roll < params.inference_share + params.gang_share, 2, 1)).tolist()
+    nearest_cache: dict[tuple[int, int, frozenset[AcceleratorType], float, bool], float] = {}
+
     jobs: list[Job] = []
     kinds: dict[JobId, str] = {}
     for i, submitted in enumerate(arrivals.tolist()):
-        owner = tenants[_pick(rng, tenant_w)]
-        roll = rng.random()
-        kind = ("inference" if roll < params.inference_share else
-                "gang" if roll < params.inference_share + params.gang_share else "training")
+        owner = tenants[owner_of[i]]
+        kind = KINDS[kinds_of[i]]
         if kind == "inference" and not eastern:
             kind = "training"
-        bound = rng.random() < params.residency_share and bool(owner.pinned)
+        bound = bound_roll[i] and bool(owner.pinned)
         reach = owner.home_types if bound else present
-        user: Location | None = None
-        slo: float | None = None
         memory = 0.0
+        allowed: frozenset[AcceleratorType] = frozenset()
         if kind == "inference":
-            k = _pick(rng, [m[2] for m in INFERENCE_MENU])
-            allowed, memory = INFERENCE_MENU[k][0] & reach, INFERENCE_MENU[k][1]
+            types, memory, _ = INFERENCE_MENU[inference_menu[i]]
+            allowed = _fit(types, memory) & reach
             if not allowed:
                 allowed, memory = frozenset(CONSUMER) & reach, 0.0
-            if not allowed:  # the home region has no consumer card: a training job
+            if not allowed:  # the home region has no card for it: a training job
                 kind = "training"
         if kind == "gang":
-            allowed = GANG_MENU[_pick(rng, [m[1] for m in GANG_MENU])][0] & reach
+            allowed = GANG_MENU[gang_menu[i]][0] & reach
             if not allowed:
                 kind = "training"
         if kind == "training":
-            allowed = TRAINING_MENU[_pick(rng, [m[1] for m in TRAINING_MENU])][0] & reach
+            allowed = TRAINING_MENU[training_menu[i]][0] & reach
             if not allowed:
                 allowed = reach - {A("Ascend910B-64G")} or reach
-        if kind == "gang":
-            gang = Gang(params.gang_workers[_pick(rng, params.gang_worker_shares)], NODE, allowed)
-            hours = _training_hours(rng, 0.0)
-        elif kind == "inference":
-            gang = Gang(1, 1 if rng.random() < 0.8 else 2, allowed, min_memory_gb=memory)
-            hours = float(np.clip(rng.lognormal(math.log(2.0), 1.0), 0.25, 24.0))
-        else:
-            gang = Gang(1, params.sizes[_pick(rng, params.size_shares)], allowed)
-            hours = _training_hours(rng, params.short_job_share)
-        hours = round(min(hours, params.max_runtime_h), 4)
+        user: Location | None = None
+        slo: float | None = None
         if kind == "inference":
-            user = eastern[int(rng.integers(len(eastern)))]
-            candidates = owner.home_sites if bound else list(sites)
-            usable = [s for s in candidates if any(
-                p.type in allowed and p.count > 0
-                and BUILTIN_ACCELERATORS.get(p.type, _NO_SPEC).memory_gb >= memory
-                for p in s.pools)]
-            nearest = min((rtt_ms(user.lat, user.lon, s.lat, s.lon) for s in usable),
-                          default=0.0)
-            slo = SLO_TIERS_MS[_pick(rng, SLO_TIER_SHARE)]
+            hours = round(float(serve_h[i]), 4)
+            gang = Gang(1, inference_sizes[i], allowed, min_memory_gb=memory)
+            runtime = dict.fromkeys(sorted(allowed), hours)  # a block: as long on any card
+            where = near_home[owner_of[i]] if users_near[i] else users[i]
+            user = eastern[where]
+            key = (where, owner_of[i], allowed, memory, bound)
+            nearest = nearest_cache.get(key)
+            if nearest is None:
+                candidates = owner.home_sites if bound else list(sites)
+                usable = [s for s in candidates if any(
+                    p.type in allowed and p.count >= gang.accelerators for p in s.pools)]
+                nearest = nearest_cache[key] = min(
+                    (rtt_ms(user.lat, user.lon, s.lat, s.lon) for s in usable), default=0.0)
+            slo = SLO_TIERS_MS[slo_tier[i]]
             if nearest > slo:  # users ask for what exists
                 slo = next((t for t in SLO_TIERS_MS if t >= nearest), math.ceil(nearest + 5.0))
-        datasets: list[DatasetId] = []
+        else:
+            hours = round(float(train_h[i]), 4)
+            if kind == "gang":
+                gang = Gang(gang_workers[i], NODE, allowed)
+            else:
+                gang = Gang(1, sizes[i], allowed)
+            # runtimes on the other types follow from speed factors
+            runtime = {sorted(allowed)[0]: hours}
+        datasets: tuple[DatasetId, ...] = ()
         if bound:
-            datasets.append(owner.pinned[int(rng.integers(len(owner.pinned)))].id)
-        elif owner.free and rng.random() < 0.6:
-            datasets.append(owner.free[int(rng.integers(len(owner.free)))].id)
+            datasets = (owner.pinned[int(dataset_pick[i] * len(owner.pinned))].id,)
+        elif owner.free and dataset_u[i] < 0.6:
+            datasets = (owner.free[int(dataset_pick[i] * len(owner.free))].id,)
         deadline = None
-        if kind != "inference" and rng.random() < params.deadline_share:
-            deadline = submitted + 3600.0 * (hours * float(rng.uniform(1.5, 4.0))
-                                             + float(rng.uniform(1.0, 12.0)))
-        reference = sorted(allowed)[0]  # runtimes on the others follow from speed factors
+        if kind != "inference" and deadline_roll[i]:
+            deadline = submitted + 3600.0 * (hours * slack_factor[i] + slack_h[i])
         job_id = JobId(f"j{i:06d}")
         jobs.append(Job(
-            id=job_id, tenant=owner.tenant.id, gang=gang, runtime_h={reference: hours},
-            submitted_at=submitted, priority=int(rng.choice(3, p=[0.8, 0.15, 0.05])),
-            deadline=deadline, datasets=tuple(datasets),
-            user_location=user.id if user is not None else None, max_latency_ms=slo,
-            checkpointable=kind != "inference" and rng.random() < 0.5,
+            id=job_id, tenant=owner.tenant.id, gang=gang, runtime_h=runtime,
+            submitted_at=submitted, priority=priorities[i], deadline=deadline,
+            datasets=datasets, user_location=user.id if user is not None else None,
+            max_latency_ms=slo, checkpointable=kind != "inference" and checkpoint_roll[i],
             home_region=owner.tenant.home_region,
         ))
         kinds[job_id] = kind
@@ -288,11 +351,21 @@ def generate(
     )
 
 
-class _NoSpec:
-    memory_gb = 0.0
+def _nearest(places: Sequence[Location], sites: Sequence[Site]) -> int:
+    """Index of the location in ``places`` nearest to any of ``sites`` (0 when none)."""
+    def distance(k: int) -> float:
+        return min((rtt_ms(places[k].lat, places[k].lon, s.lat, s.lon) for s in sites),
+                   default=0.0)
+
+    return min(range(len(places)), key=distance) if places else 0
 
 
-_NO_SPEC = _NoSpec()
+def _fit(types: frozenset[AcceleratorType], memory_gb: float) -> frozenset[AcceleratorType]:
+    """The types of ``types`` whose cards hold ``memory_gb``."""
+    return frozenset(t for t in types
+                     if t not in BUILTIN_ACCELERATORS
+                     or BUILTIN_ACCELERATORS[t].memory_gb >= memory_gb)
+
 
 
 # --------------------------------------------------------------------------- CSV traces

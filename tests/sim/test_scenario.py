@@ -88,7 +88,12 @@ def test_cli_writes_report(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert [r["policy"] for r in report["headline"]] == ["greedy-cheapest", "local-only"]
     assert (out / "report.html").exists()
-    assert (out / "utilisation.png").exists()
+    for png in ("utilisation.png", "cost_wait.png", "flows.png", "overview.png"):
+        assert (out / png).exists(), png
+    table = (out / "headline.md").read_text().splitlines()
+    assert table[0].startswith("| policy | cost CNY |") and len(table) == 4
+    assert report["run"]["workers"] >= 1 and report["run"]["wall_s"] > 0
+    assert "vs_best_heuristic" not in report["comparison"]  # no optimizer in this run
 
 
 def test_cli_unknown_policy_exits_2(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from scheduler.core.planners import PLANNERS
 from scheduler.sim.engine import SimResult, residency_allows, simulate
+from scheduler.sim.parallel import run_policies
 from scheduler.sim.report import build_report, summarize
 from scheduler.sim.scenario import Scenario, load_scenario
 
@@ -94,12 +95,16 @@ def test_outage_requeues_jobs(results: dict[str, SimResult]) -> None:
     assert any(r.counters.requeued_after_outage > 0 for r in results.values())
 
 
-def test_same_seed_same_report(scenario: Scenario, results: dict[str, SimResult]) -> None:
-    again = simulate(load_scenario(SMALL), "greedy-cheapest")
-    first, second = build_report([results["greedy-cheapest"]]), build_report([again])
+@pytest.mark.parametrize("planner", ["greedy-cheapest", "optimizer"])
+def test_same_seed_same_report(scenario: Scenario, results: dict[str, SimResult],
+                               planner: str) -> None:
+    """Every figure but the timings reproduces, the optimizer's included (it gets no clock)."""
+    again = simulate(load_scenario(SMALL), planner)
+    first, second = build_report([results[planner]]), build_report([again])
     for report in (first, second):
         for m in report["policies"].values():
             m.pop("wall_s")
+            m.pop("cpu_s")
             m.pop("solver_s_per_cycle")
         for row in report["headline"]:
             row.pop("solver_s_mean")
@@ -109,7 +114,53 @@ def test_same_seed_same_report(scenario: Scenario, results: dict[str, SimResult]
 def test_report_has_every_policy(results: dict[str, SimResult]) -> None:
     report = build_report(list(results.values()))
     assert [row["policy"] for row in report["headline"]] == list(PLANNERS)
+    assert set(report["comparison"]) == {"vs_local_only", "vs_best_heuristic"}
+    assert report["comparison"]["vs_best_heuristic"]["heuristic"] not in ("optimizer",
+                                                                          "local-only")
     for m in report["policies"].values():
         assert m["cost_cny"]["total"] > 0
         assert set(m["utilisation"]["by_side"]) == {"east", "west"}
         assert m["solver_s_per_cycle"]["cycles"] > 0
+
+
+@pytest.mark.parametrize("planner", list(PLANNERS))
+def test_no_run_costs_less_than_its_floor(results: dict[str, SimResult], planner: str) -> None:
+    """The floor (cheapest allowed site and card, capacity aside, lowest tariff) bounds every
+    run's energy + rental from below, so ``over_floor`` is never negative."""
+    result = results[planner]
+    for run in result.runs:
+        assert run.floor_cny > 0
+        assert run.energy_cny + run.rental_cny >= run.floor_cny * (1 - 1e-9) - 1e-9, run
+    assert summarize(result)["cost_cny"]["over_floor"] >= 0
+
+
+def test_parallel_run_matches_one_by_one(scenario: Scenario,
+                                         results: dict[str, SimResult]) -> None:
+    """Every planner sees the same jobs and events whether it runs in a worker or here."""
+    names = ["greedy-cheapest", "local-only", "first-fit"]
+    seen: list[tuple[str, float]] = []
+    parallel = run_policies(scenario, names, workers=2,
+                            progress=lambda name, f: seen.append((name, f)))
+    assert list(parallel) == names
+    for name in names:
+        mine, theirs = summarize(results[name]), parallel[name]
+        for m in (mine, theirs):
+            for volatile in ("wall_s", "cpu_s", "solver_s_per_cycle"):
+                m.pop(volatile)
+        assert mine == theirs, name
+    assert {name for name, f in seen if f == 1.0} == set(names)
+
+
+def test_jobs_no_site_can_run_are_parked_not_lost(scenario: Scenario) -> None:
+    """Local-only cannot run a job whose home region lacks its hardware: such jobs leave the
+    planner's window (so they cannot crowd out runnable ones) but stay waiting."""
+    result = simulate(scenario, "local-only")
+    m = summarize(result)["jobs"]
+    assert m["finished"] + m["running"] + m["waiting"] == len(scenario.workload.jobs)
+    homes = {s.region for s in scenario.sites}
+    types_at = {r: {p.type for s in scenario.sites if s.region == r for p in s.pools}
+                for r in homes}
+    stranded = [st for st in result.jobs.values()
+                if st.job.home_region in types_at
+                and not (st.job.gang.allowed_types & types_at[st.job.home_region])]
+    assert all(st.state == "waiting" and not st.runs for st in stranded)
