@@ -196,7 +196,8 @@ def plan(
 
     Pure: ``clock`` (monotonic seconds, e.g. ``time.perf_counter``) is injected by the
     caller to report phase times and to enforce ``policy.solver.time_limit_s`` across LP
-    rounds; without it no round is cut short for time and every time reads 0.
+    rounds; without it no round is cut short for time, each LP solve is bounded in GLOP's
+    deterministic work units instead of seconds, and every time reads 0.
     """
     tick = clock or _no_clock
     started = tick()
@@ -226,7 +227,8 @@ def plan(
         if remaining <= 0:
             break
         t0 = tick()
-        attempt = _solve_lp(options, groups, columns, active, remaining, policy.solver.seed)
+        attempt = _solve_lp(options, groups, columns, active, remaining, policy.solver.seed,
+                            wall_clock=clock is not None)
         lp_s += tick() - t0
         if attempt is None:
             break
@@ -318,6 +320,8 @@ def _solve_lp(
     active: IntArray,
     time_limit_s: float,
     seed: int,
+    *,
+    wall_clock: bool,
 ) -> LPResult | None:
     grid = options.grid
     n_groups = len(groups)
@@ -372,8 +376,15 @@ def _solve_lp(
         objective, lower_rows, upper_rows, matrix,
     )
     solver = mbh.ModelSolverHelper("glop")
-    solver.set_time_limit_in_seconds(max(0.05, time_limit_s))
-    solver.set_solver_specific_parameters(f"random_seed: {int(seed) % (2**31)}")
+    limit = max(0.05, time_limit_s)
+    params = f"random_seed: {int(seed) % (2**31)}"
+    if wall_clock:
+        solver.set_time_limit_in_seconds(limit)
+    else:
+        # No clock: the caller wants a result that does not depend on the machine's speed or
+        # load (the simulator), so the limit is in GLOP's deterministic work units instead.
+        params += f" max_deterministic_time: {limit}"
+    solver.set_solver_specific_parameters(params)
     solver.solve(model)
     if solver.status() != mbh.SolveStatus.OPTIMAL:
         return None
