@@ -70,11 +70,18 @@ def simulate_cmd(
                      help="Worker processes, one planner each (default: one per core).",
                      show_default=False),
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE",
+                     help="Change one key of the scenario before it is checked, e.g. "
+                     "workload.jobs_per_hour=800 (repeatable; lists by index: events.0.for_h=12).",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Simulate a scenario in virtual time for each policy and write the report."""
     started = time.perf_counter()
     try:
-        sc = load_scenario(_resolve(scenario))
+        sc = load_scenario(_resolve(scenario), overrides or ())
     except ScenarioError as err:
         for problem in err.problems:
             typer.echo(f"{err.source}: {problem}", err=True)

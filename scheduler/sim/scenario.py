@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -126,6 +126,9 @@ class WorkloadDoc(_Doc):
     deadline_share: float = Field(default=0.10, ge=0, le=1)
     tenants: int = Field(default=40, ge=1)
     max_runtime_h: float = Field(default=72.0, gt=0)
+    inference_scaling: Literal["fixed", "bandwidth"] = Field(
+        default="fixed", description="serving blocks: as long on every card, or card-hours "
+        "scaled by memory bandwidth")
     trace: str | None = Field(default=None, description="CSV trace, relative to the scenario")
     datasets: list[DatasetDoc] = []
 
@@ -225,18 +228,63 @@ class ScenarioError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def load_scenario(path: Path | str) -> Scenario:
-    """Read and check a scenario file and everything it refers to. Raises ``ScenarioError``."""
+def load_scenario(path: Path | str, overrides: Sequence[str] = ()) -> Scenario:
+    """Read and check a scenario file and everything it refers to, with ``overrides``
+    (``KEY=VALUE``, see ``apply_overrides``) applied first. Raises ``ScenarioError``."""
     path = Path(path)
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError(source, [f"cannot read: {err.strerror or err}"]) from None
-    return parse_scenario(text, source, base=path.parent)
+    return parse_scenario(text, source, base=path.parent, overrides=overrides)
 
 
-def parse_scenario(text: str, source: str, base: Path) -> Scenario:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[str]:
+    """Set dotted keys of a scenario document in place, e.g. ``workload.seed=2`` or
+    ``events.0.for_h=12``; values are YAML scalars or flow collections. Returns the problems
+    (each naming its override); the document is then validated as if the file said so."""
+    problems: list[str] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. workload.seed=2")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            problems.append(f"--set {key}: the value {raw!r} is not valid YAML")
+            continue
+        parts = key.split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    problems.append(f"--set {key}: {where} is not an index of the list "
+                                    f"(0..{len(node) - 1})")
+                    break
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                problems.append(f"--set {key}: {'.'.join(parts[:depth])} is a single value, "
+                                "not a mapping or list")
+                break
+    return problems
+
+
+def parse_scenario(
+    text: str, source: str, base: Path, overrides: Sequence[str] = ()
+) -> Scenario:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -246,6 +294,9 @@ def parse_scenario(text: str, source: str, base: Path) -> Scenario:
                                      f"{getattr(err, 'problem', None) or err}"]) from None
     if not isinstance(data, dict):
         raise ScenarioError(source, ["the file must hold one mapping (name, topology, ...)"])
+    bad = apply_overrides(data, overrides)
+    if bad:
+        raise ScenarioError(source, bad)
     try:
         doc = ScenarioDoc.model_validate(data)
     except ValidationError as err:
@@ -369,7 +420,8 @@ def _workload(
             short_job_share=w.short_job_share, inference_share=w.inference_share,
             inference_median_h=w.inference_median_h, local_users_share=w.local_users_share,
             residency_share=w.residency_share, east_west=w.east_west,
-            deadline_share=w.deadline_share, tenants=w.tenants, max_runtime_h=w.max_runtime_h)
+            deadline_share=w.deadline_share, tenants=w.tenants, max_runtime_h=w.max_runtime_h,
+            inference_scaling=w.inference_scaling)
         return generate(params, sites, locations, start_s, doc.duration_h)
     problems: list[str] = []
     trace = _read(base, w.trace, "workload.trace", problems)

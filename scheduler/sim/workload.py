@@ -18,8 +18,13 @@ default is marked ASSUMPTION:
 - **Inference** ("inference demand now far exceeds training demand; inference is sold in
   card-hours"): serving blocks of 1/2/4/8 cards (60/25/10/5%, ASSUMPTION) for a lognormal
   number of hours (median ``inference_median_h`` = 4, sigma 1, 15 min to 24 h, ASSUMPTION),
-  with a latency SLO to an eastern city. A block lasts as long on every card (it serves
-  traffic for a time, it is not a fixed amount of work). Hardware by model size (the 70B
+  with a latency SLO to an eastern city. With ``inference_scaling`` = "fixed" (the default) a
+  block lasts as long on every card (it serves traffic for a time, it is not a fixed amount
+  of work). With "bandwidth" its card-hours scale with memory bandwidth instead (decoding is
+  bound by it, accelerators.yaml): the stated hours are on the slowest allowed card and a card
+  with k times its bandwidth serves the same traffic in 1/k of the card-hours (the core keeps
+  a job's card count on every type, so a shorter run stands in for fewer cards). Hardware by
+  model size (the 70B
   memory figures of accelerators.yaml): consumer cards are always allowed when they hold the
   model, and so are the data-centre cards that serve it (H20, A100, Ascend 910B after a CANN
   port, H800/H100 for the largest). ``inference_share`` = 0.65 of jobs makes inference ~2x
@@ -117,6 +122,7 @@ class WorkloadParams:
     deadline_share: float = 0.10
     tenants: int = 40
     max_runtime_h: float = 72.0
+    inference_scaling: str = "fixed"  # or "bandwidth" (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,29 @@ class Workload:
 
 class TraceError(ValueError):
     """A CSV trace that cannot be used; the message names the file, row and column."""
+
+
+# Memory bandwidth, GB/s (data/accelerators.yaml: vendor datasheets; the Ascend 910B figure is
+# low confidence, sources give 0.4-1.2 TB/s). Only inference_scaling="bandwidth" reads it.
+BANDWIDTH_GBS: Mapping[AcceleratorType, float] = {
+    A("RTX4090-24G"): 1008.0, A("RTX4090-48G"): 1008.0, A("RTX5090-32G"): 1792.0,
+    A("L40S-48G"): 864.0, A("A100-80G"): 2039.0, A("H100-80G"): 3350.0, A("H800-80G"): 3350.0,
+    A("H20-96G"): 4000.0, A("Ascend910B-64G"): 1200.0,
+}
+INFERENCE_SCALINGS = ("fixed", "bandwidth")
+
+
+def _bandwidth_runtimes(
+    allowed: frozenset[AcceleratorType], hours: float
+) -> dict[AcceleratorType, float]:
+    """Runtimes of a serving block whose card-hours scale with memory bandwidth: ``hours`` on
+    the slowest allowed card (listed first: the simulator reads the first entry as the hours
+    the job asked for), proportionally less on faster ones."""
+    ordered = sorted(allowed, key=lambda t: (BANDWIDTH_GBS.get(t, 0.0), t))
+    slowest = BANDWIDTH_GBS.get(ordered[0], 0.0)
+    if slowest <= 0:
+        return dict.fromkeys(ordered, hours)
+    return {t: round(hours * slowest / BANDWIDTH_GBS.get(t, slowest), 4) for t in ordered}
 
 
 # --------------------------------------------------------------------------- generator
@@ -304,7 +333,10 @@ def generate(
         if kind == "inference":
             hours = round(float(serve_h[i]), 4)
             gang = Gang(1, inference_sizes[i], allowed, min_memory_gb=memory)
-            runtime = dict.fromkeys(sorted(allowed), hours)  # a block: as long on any card
+            if params.inference_scaling == "bandwidth":
+                runtime = _bandwidth_runtimes(allowed, hours)
+            else:
+                runtime = dict.fromkeys(sorted(allowed), hours)  # a block: as long on any card
             where = near_home[owner_of[i]] if users_near[i] else users[i]
             user = eastern[where]
             key = (where, owner_of[i], allowed, memory, bound)

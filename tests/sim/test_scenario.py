@@ -103,3 +103,32 @@ def test_cli_unknown_policy_exits_2(tmp_path: Path) -> None:
                                       "--policies", "magic"])
     assert result.exit_code == 2
     assert "unknown planner(s) magic" in result.output
+
+
+def test_overrides_change_keys_before_checking(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + "events:\n  - {kind: site-down, site: qingpu, at_h: 1, for_h: 1}\n")
+    plain = load_scenario(path)
+    changed = load_scenario(path, ["workload.jobs_per_hour=50", "duration_h=3",
+                                   "events.0.for_h=0.5", "workload.seed=7"])
+    assert changed.duration_h == 3.0
+    assert len(changed.workload.jobs) > 3 * len(plain.workload.jobs)
+    assert changed.outages[0].end_s - changed.outages[0].start_s == 1800.0
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("workload.jobs_per_hour=-1", "workload.jobs_per_hour: Input should be greater than 0"),
+    ("workload.colour=blue", "workload.colour: unknown field"),
+    ("events.3.for_h=1", "--set events.3.for_h: events.3 is not an index of the list"),
+    ("name.first=x", "--set name.first: name is a single value"),
+    ("duration_h", "--set 'duration_h': expected KEY=VALUE"),
+    ("workload.seed=[1", "--set workload.seed: the value '[1' is not valid YAML"),
+])
+def test_cli_bad_override_exits_2_naming_it(tmp_path: Path, override: str, message: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + "events:\n  - {kind: site-down, site: qingpu, at_h: 1, for_h: 1}\n")
+    result = CliRunner().invoke(app, ["simulate", str(path), "--out", str(tmp_path / "o"),
+                                      "--set", override])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -11,6 +11,7 @@ import pytest
 from scheduler.core.catalog import BUILTIN_ACCELERATORS
 from scheduler.core.snapshot_file import parse_topology
 from scheduler.sim.workload import (
+    BANDWIDTH_GBS,
     NVLINK,
     TraceError,
     Workload,
@@ -154,3 +155,27 @@ def test_trace_loads_documented_columns() -> None:
 def test_bad_trace_names_row_and_column(text: str, message: str) -> None:
     with pytest.raises(TraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_trace(text, "trace.csv", START)
+
+
+def test_bandwidth_scaling_shortens_serving_on_faster_cards(workload: Workload) -> None:
+    topo = parse_topology((ROOT / "policies/topology/china-hubs.yaml").read_text(), "topo")
+    scaled = generate(WorkloadParams(seed=3, jobs_per_hour=400, inference_scaling="bandwidth"),
+                      topo.sites, topo.locations, START, 24.0)
+    assert len(scaled.jobs) == len(workload.jobs)
+    inference = 0
+    for fixed, job in zip(workload.jobs, scaled.jobs, strict=True):
+        assert (job.id, job.gang, job.submitted_at) == (fixed.id, fixed.gang, fixed.submitted_at)
+        if workload.kinds[job.id] != "inference":
+            assert job.runtime_h == fixed.runtime_h
+            continue
+        inference += 1
+        stated = next(iter(fixed.runtime_h.values()))
+        types = list(job.runtime_h)
+        slowest = BANDWIDTH_GBS[types[0]]
+        assert set(types) == set(fixed.runtime_h)
+        assert all(slowest <= BANDWIDTH_GBS[t] for t in types)  # the stated card comes first
+        assert job.runtime_h[types[0]] == stated
+        for t in types:
+            assert job.runtime_h[t] == pytest.approx(stated * slowest / BANDWIDTH_GBS[t],
+                                                     abs=1e-4)
+    assert inference > 1000
