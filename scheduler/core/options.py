@@ -35,7 +35,7 @@ removes options a single gang could never use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -568,15 +568,19 @@ def estimate(snapshot: Snapshot, policy: Policy, now: float) -> Options:
             rental_grid[s, t_index[pool.type]] = pool.price_cny_per_hour
     bases: dict[int, _Base] = {}
     places_by_id = {id(p): p for p in est._places.values()}
+    base_places = [places_by_id[place_id] for _, place_id, _, _ in base_list]
+    quota_of = [quota_index.get(tenant, -1) if tenant is not None else -1
+                for _, _, _, tenant in base_list]
+    table = _BaseTable.build(base_list, shapes, base_places, quota_of, quota_rows, est,
+                             rental_grid)
     for u in order.tolist():
         members = members_of[bounds[u]:bounds[u + 1]]
         b = int(keys[u] // 4096)
-        shape_id, place_id, gang, tenant = base_list[b]
         base = bases.get(b)
         if base is None:
-            q = quota_index.get(tenant, -1) if tenant is not None else -1
-            base = _base(shapes[shape_id], places_by_id[place_id], gang, tenant, q, quota_rows,
-                         est, rental_grid, len(bases))
+            shape_id, _, gang, tenant = base_list[b]
+            base = table.base(b, shapes[shape_id], base_places[b], gang, tenant, quota_of[b],
+                              len(bases))
             bases[b] = base
         window = float(2.0 ** (int(keys[u] % 4096) - 2048))
         c = len(classes)
@@ -644,76 +648,130 @@ class _Base:
     blocked_message: str
 
 
-def _base(
-    shape: _Shape,
-    place: _Place,
-    g: int,
-    tenant: object,
-    q: int,
-    quota_rows: list[QuotaRow],
-    est: _Estimator,
-    rental_grid: FloatArray,
-    index: int,
-) -> _Base:
-    grid = est.grid
-    t_n = len(grid.types)
-    # stage of every option: 0 = feasible, else 1 + index into _STAGES
-    hw_ok = (grid.count > 0) & shape.type_ok[None, :]
-    stage = np.where(hw_ok, place.stage[:, None], 1)
-    if q >= 0 and quota_rows[q].headroom < g:
-        stage[stage == 0] = _STAGES.index(BlockReason.QUOTA) + 1
-    stage[(stage == 0) & (g * grid.kw > grid.power_headroom_kw[:, None] + 1e-9)] = (
-        _STAGES.index(BlockReason.POWER_CAP) + 1)
-    stage[(stage == 0) & (grid.available < g)] = _STAGES.index(BlockReason.CAPACITY) + 1
-    counts = np.bincount(stage.reshape(-1), minlength=len(_STAGES) + 1)
-    eliminated = {reason: int(counts[i + 1]) for i, reason in enumerate(_STAGES)
-                  if counts[i + 1]}
-    flat_stage = stage.reshape(-1)
-    flat = np.flatnonzero(flat_stage == 0).astype(np.int64)
-    blocked: BlockReason | None = None
-    message = ""
-    if flat.size == 0:
-        if not hw_ok.any():
-            blocked, message = BlockReason.NO_ACCELERATOR, shape.no_hw_message
-        else:
-            # the last stage that removed a hardware-capable option is what blocks the job
-            blocked = _STAGES[int(stage[hw_ok].max()) - 1]
-            message = place.messages.get(blocked) or _transient_message(blocked, tenant)
-    conceivable = np.flatnonzero(
-        (flat_stage == 0) | (flat_stage > _STAGES.index(BlockReason.QUOTA))).astype(np.int64)
-    terms = _price(flat, shape, place, g, tenant, est, rental_grid)
-    ref = _price(conceivable, shape, place, g, tenant, est, rental_grid)
-    return _Base(
-        index=index, accelerators=g, quota=q, options=flat, sites=flat // t_n,
-        runtime_factor=shape.factor[flat % t_n],
-        energy_per_tariff=terms[0], rental=terms[1], latency=terms[2], transfer=terms[3],
-        ref_sites=conceivable // t_n, ref_energy_per_tariff=ref[0], ref_rental=ref[1],
-        ref_latency=ref[2], ref_transfer=ref[3],
-        eliminated=eliminated, blocked=blocked, blocked_message=message,
-    )
+@dataclass(frozen=True, slots=True)
+class _BaseTable:
+    """Every base's stages and window-free prices on the whole grid, computed for all bases
+    of a snapshot at once: a few numpy operations on (bases, S*T) arrays instead of dozens
+    per base. ``base`` then slices one base's options out. Each element is computed with the
+    same operations in the same order as one base at a time would, so the figures are
+    identical."""
 
+    stage: IntArray  # (B, S*T) 0 = feasible, else 1 + index into _STAGES
+    counts: IntArray  # (B, len(_STAGES) + 1) cells per stage
+    feasible_rows: IntArray  # row starts into feasible_cols, (B + 1,)
+    feasible_cols: IntArray
+    conceivable_rows: IntArray
+    conceivable_cols: IntArray
+    hw_any: BoolArray  # (B,) some site has a type the job can use
+    hw_max_stage: IntArray  # (B,) the last stage that removed a hardware-capable option
+    energy: FloatArray  # (B, S*T) weighted energy per unit of scale per CNY/kWh
+    rental: FloatArray  # (B, S*T) per unit of scale
+    latency: FloatArray  # (B, S*T) per unit of scale
+    transfer: FloatArray  # (B, S*T) CNY, data transfer plus its delay
 
-def _price(
-    flat: IntArray,
-    shape: _Shape,
-    place: _Place,
-    g: int,
-    tenant: object,
-    est: _Estimator,
-    rental_grid: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Weighted energy per unit of scale per CNY/kWh, (rental, latency) per unit of scale,
-    and transfer CNY, at each of ``flat``."""
-    grid, weights = est.grid, est.policy.objective
-    s_idx, t_idx = np.divmod(flat, len(grid.types))
-    factor = shape.factor[t_idx]
-    energy = weights.energy * factor * g * grid.kw[s_idx, t_idx]
-    discount = est.subsidy(tenant)[s_idx]
-    rental = weights.rental * factor * g * rental_grid[s_idx, t_idx] * (1.0 - discount)
-    latency = (weights.latency * weights.latency_cny_per_ms_hour * factor * g
-               * place.latency_ms[s_idx])
-    delay = weights.queue * weights.queue_cny_per_accelerator_hour * g * place.delay_h[s_idx]
-    return energy, rental, latency, place.transfer[s_idx] + delay
+    @classmethod
+    def build(
+        cls,
+        base_list: Sequence[tuple[int, int, int, TenantId | None]],
+        shapes: Sequence[_Shape],
+        places: Sequence[_Place],
+        quota_of: Sequence[int],
+        quota_rows: Sequence[QuotaRow],
+        est: _Estimator,
+        rental_grid: FloatArray,
+    ) -> _BaseTable:
+        grid, weights = est.grid, est.policy.objective
+        s_n, t_n = grid.shape
+        n = len(base_list)
+        cells = s_n * t_n
+        type_ok = np.array([shapes[sid].type_ok for sid, _, _, _ in base_list],
+                           dtype=bool).reshape(n, t_n)
+        factor = np.array([shapes[sid].factor for sid, _, _, _ in base_list],
+                          dtype=np.float64).reshape(n, t_n)
+        place_stage = np.array([p.stage for p in places], dtype=np.int64).reshape(n, s_n)
+        g = np.array([gang for _, _, gang, _ in base_list], dtype=np.int64)
+        g3 = g[:, None, None]
+        hw_ok = (grid.count > 0)[None, :, :] & type_ok[:, None, :]
+        stage = np.where(hw_ok, place_stage[:, :, None], 1)
+        over_quota = np.array([q >= 0 and quota_rows[q].headroom < gang
+                               for q, (_, _, gang, _) in zip(quota_of, base_list, strict=True)],
+                              dtype=bool).reshape(n)
+        stage[(stage == 0) & over_quota[:, None, None]] = _STAGES.index(BlockReason.QUOTA) + 1
+        stage[(stage == 0) & (g3 * grid.kw[None, :, :] > grid.power_headroom_kw[None, :, None]
+                              + 1e-9)] = _STAGES.index(BlockReason.POWER_CAP) + 1
+        stage[(stage == 0) & (grid.available[None, :, :] < g3)] = (
+            _STAGES.index(BlockReason.CAPACITY) + 1)
+        k = len(_STAGES) + 1
+        flat_stage = stage.reshape(n, cells)
+        counts = np.bincount((flat_stage + k * np.arange(n)[:, None]).reshape(-1),
+                             minlength=n * k).reshape(n, k)
+        hw_flat = hw_ok.reshape(n, cells)
+        f_rows, f_cols = np.nonzero(flat_stage == 0)
+        c_rows, c_cols = np.nonzero(
+            (flat_stage == 0) | (flat_stage > _STAGES.index(BlockReason.QUOTA)))
+        starts = np.arange(n + 1)
+        # prices on every cell (the same expressions as one base at a time; cells a job
+        # cannot use hold inf or nan and are never selected)
+        kw = grid.kw.reshape(1, cells)
+        f = np.broadcast_to(factor[:, None, :], (n, s_n, t_n)).reshape(n, cells)
+        gc = g[:, None]
+        discount = np.repeat(np.array([est.subsidy(tenant) for _, _, _, tenant in base_list],
+                                      dtype=np.float64).reshape(n, s_n), t_n, axis=1)
+        latency_ms = np.repeat(np.array([p.latency_ms for p in places],
+                                        dtype=np.float64).reshape(n, s_n), t_n, axis=1)
+        delay_h = np.repeat(np.array([p.delay_h for p in places],
+                                     dtype=np.float64).reshape(n, s_n), t_n, axis=1)
+        transfer = np.repeat(np.array([p.transfer for p in places],
+                                      dtype=np.float64).reshape(n, s_n), t_n, axis=1)
+        queue_coef = np.array([weights.queue * weights.queue_cny_per_accelerator_hour * gang
+                               for _, _, gang, _ in base_list], dtype=np.float64).reshape(n, 1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            energy = weights.energy * f * gc * kw
+            rental = (weights.rental * f * gc * rental_grid.reshape(1, cells)
+                      * (1.0 - discount))
+            latency = (weights.latency * weights.latency_cny_per_ms_hour * f * gc
+                       * latency_ms)
+            moved = transfer + queue_coef * delay_h
+        return cls(
+            stage=flat_stage, counts=counts,
+            feasible_rows=np.searchsorted(f_rows, starts), feasible_cols=f_cols.astype(np.int64),
+            conceivable_rows=np.searchsorted(c_rows, starts),
+            conceivable_cols=c_cols.astype(np.int64),
+            hw_any=hw_flat.any(axis=1),
+            hw_max_stage=np.where(hw_flat, flat_stage, 0).max(axis=1, initial=0),
+            energy=energy, rental=rental, latency=latency, transfer=moved,
+        )
+
+    def base(
+        self, b: int, shape: _Shape, place: _Place, g: int, tenant: object, q: int, index: int
+    ) -> _Base:
+        """Base ``b`` (a row of the table) as one ``_Base``."""
+        t_n = shape.type_ok.size
+        flat = self.feasible_cols[self.feasible_rows[b]:self.feasible_rows[b + 1]]
+        conceivable = self.conceivable_cols[
+            self.conceivable_rows[b]:self.conceivable_rows[b + 1]]
+        counts = self.counts[b]
+        eliminated = {reason: int(counts[i + 1]) for i, reason in enumerate(_STAGES)
+                      if counts[i + 1]}
+        blocked: BlockReason | None = None
+        message = ""
+        if flat.size == 0:
+            if not self.hw_any[b]:
+                blocked, message = BlockReason.NO_ACCELERATOR, shape.no_hw_message
+            else:
+                # the last stage that removed a hardware-capable option is what blocks the job
+                blocked = _STAGES[int(self.hw_max_stage[b]) - 1]
+                message = place.messages.get(blocked) or _transient_message(blocked, tenant)
+        return _Base(
+            index=index, accelerators=g, quota=q, options=flat, sites=flat // t_n,
+            runtime_factor=shape.factor[flat % t_n],
+            energy_per_tariff=self.energy[b, flat], rental=self.rental[b, flat],
+            latency=self.latency[b, flat], transfer=self.transfer[b, flat],
+            ref_sites=conceivable // t_n, ref_energy_per_tariff=self.energy[b, conceivable],
+            ref_rental=self.rental[b, conceivable], ref_latency=self.latency[b, conceivable],
+            ref_transfer=self.transfer[b, conceivable],
+            eliminated=eliminated, blocked=blocked, blocked_message=message,
+        )
 
 
 def _transient_message(reason: BlockReason, tenant: object) -> str:
