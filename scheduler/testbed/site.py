@@ -197,6 +197,11 @@ class Process:
             return "(no log)"
 
 
+# The controllers of a site: what ``Site.restart_exited`` may start again (etcd and
+# kube-apiserver are stopped and started by tests on purpose).
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler", "kwok")
+
+
 @dataclass
 class Site:
     """A running site. ``stop()`` ends every process it started and is idempotent."""
@@ -221,6 +226,20 @@ class Site:
             if proc.name == name:
                 return proc
         raise TestbedError(f"site {self.name} has no process {name!r}")
+
+    def restart_exited(self, names: tuple[str, ...] = CONTROLLERS) -> dict[str, str]:
+        """Start again, with the same flags, each of ``names`` that has exited — as the kubelet
+        restarts a crashed static pod of a real control plane. Returns, by name, the last
+        lines of the log of each one restarted (its log file is appended to, so the lines
+        before the restart say why it stopped)."""
+        restarted: dict[str, str] = {}
+        for i, proc in enumerate(self.processes):
+            if proc.name not in names or proc.alive() or not proc.argv:
+                continue
+            restarted[proc.name] = proc.tail()
+            proc.stop()  # reap it
+            self.processes[i] = _spawn(proc.name, list(proc.argv), self.workdir, proc.env)
+        return restarted
 
     def stop_apiserver(self, *, kill: bool = True) -> None:
         """Stop only kube-apiserver (SIGKILL by default, as a crash): etcd and the rest stay."""
@@ -554,7 +573,7 @@ def _start(site: Site, inventory: Inventory, timeout: float, node_lease_s: int) 
                 f"--kubeconfig={site.kubeconfig}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
+                "--secure-port=0",  # no HTTPS endpoint: nothing reads it, no port to race for
                 f"--service-account-private-key-file={sa_key}",
                 "--use-service-account-credentials=false",
                 # A node is NotReady once its Lease is this old (default 50 s; kwok renews at
@@ -572,7 +591,7 @@ def _start(site: Site, inventory: Inventory, timeout: float, node_lease_s: int) 
                 f"--kubeconfig={site.kubeconfig}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
+                "--secure-port=0",
             ],
             root,
         )

@@ -7,6 +7,7 @@ plain ``pytest`` on a machine without Go still passes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,19 @@ def site() -> Iterator[Site]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(autouse=True)
+def controllers_running(request: pytest.FixtureRequest) -> None:
+    """Before each test on the session's site: a controller that has exited is started again
+    (a real control plane's kubelet would), with a warning carrying its last log lines, so
+    one crash on a starved machine neither hides its cause nor fails every later test."""
+    if "site" not in request.fixturenames:
+        return
+    site: Site = request.getfixturevalue("site")
+    for name, tail in site.restart_exited().items():
+        warnings.warn(f"testbed site {site.name}: {name} had exited and was started again; "
+                      f"its last log lines:\n{tail}", RuntimeWarning, stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -172,3 +172,31 @@ def test_binaries_report_the_pinned_version() -> None:
         check=True,
     ).stdout
     assert out.strip() == f"Kubernetes {versions.KUBERNETES}"
+
+
+def test_an_exited_controller_is_started_again_and_works(site: Site, kube: ApiClient) -> None:
+    crashed = site.process("kube-scheduler")
+    crashed.stop(kill=True)
+    assert not crashed.alive()
+    restarted = site.restart_exited()
+    assert list(restarted) == ["kube-scheduler"]
+    again = site.process("kube-scheduler")
+    assert again.alive() and again.pid != crashed.pid
+    assert site.restart_exited() == {}
+    site.stop_apiserver()
+    try:
+        assert site.restart_exited() == {}  # tests stop the apiserver on purpose: left alone
+    finally:
+        site.start_apiserver()
+    # the new scheduler schedules
+    core = client.CoreV1Api(kube)
+    pod = accelerator_pod("after-restart", "H20-96G", "nvidia.com/gpu", 1)
+    core.create_namespaced_pod("default", pod)
+    try:
+        bound = wait_for(
+            "the pod to be bound by the restarted scheduler",
+            lambda: core.read_namespaced_pod("after-restart", "default").spec.node_name,
+        )
+        assert core.read_node(bound).metadata.labels[ACCELERATOR_LABEL] == "H20-96G"
+    finally:
+        core.delete_namespaced_pod("after-restart", "default", grace_period_seconds=0)
