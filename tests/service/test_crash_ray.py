@@ -11,9 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -33,7 +35,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(tmp: Path, head: RayHead) -> Path:
+SUBMIT_DELAY_S = 0.5
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class SlowSubmissions:
+    """An HTTP proxy in front of the Ray dashboard that holds every job submission for
+    ``SUBMIT_DELAY_S``: the service's dispatch phase then takes seconds, so the kill below
+    lands inside it however fast the machine is (and nothing else about Ray changes)."""
+
+    def __init__(self, upstream: str) -> None:
+        upstream = upstream.rstrip("/")
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.command == "POST" and self.path.rstrip("/") == "/api/jobs":
+                    time.sleep(SUBMIT_DELAY_S)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                reply = httpx.request(self.command, upstream + self.path, content=body,
+                                      headers=headers, timeout=60)
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in HOP_BY_HOP and key.lower() != "content-encoding":
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _config(tmp: Path, address: str) -> Path:
     path = tmp / "isthmus.yaml"
     path.write_text(f"""\
 topology: {TOPOLOGY}
@@ -46,7 +91,7 @@ datasets:
 sites:
   east-a:
     adapter: ray
-    address: {head.dashboard_url}
+    address: {address}
     accelerators: [RTX4090-48G]
 """)
     return path
@@ -106,7 +151,8 @@ def _ours(client: object, job_ids: set[str]) -> list[str]:
 def test_kill_9_during_dispatch_then_restart_runs_every_job_exactly_once(
     tmp_path: Path, ray_head: RayHead, ray_jobs: object
 ) -> None:
-    config = _config(tmp_path, ray_head)
+    proxy = SlowSubmissions(ray_head.dashboard_url)
+    config = _config(tmp_path, proxy.url)
     port = _free_port()
     serve = Serve(config, port, tmp_path / "serve.log")
     engine = create_engine(f"sqlite:///{tmp_path}/isthmus.db")
@@ -160,3 +206,4 @@ def test_kill_9_during_dispatch_then_restart_runs_every_job_exactly_once(
     finally:
         serve.stop()
         engine.dispose()
+        proxy.close()
